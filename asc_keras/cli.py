@@ -1,0 +1,24 @@
+"""What every command-line tool shares: quiet TensorFlow logs and clear error exits."""
+
+import os
+import sys
+
+
+def quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def run(main):
+    """Runs a tool's `main()`; a user error prints one clear line and exits with status 2."""
+    from asc_keras.config import ConfigError
+
+    try:
+        sys.exit(main())
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(
+            "interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr
+        )
+        sys.exit(130)

@@ -1,0 +1,176 @@
+"""Parameter, MAC and int8-size counts under the DCASE low-complexity rules.
+
+Parameters are counted as PyTorch (and the DCASE `nessi` tool) count them: weights, biases,
+BatchNorm gamma and beta, ResidualNorm lambda; no BatchNorm running statistics. MACs are the
+multiply-accumulates of all convolutions and dense layers for one input clip. A layer the
+counter does not know is refused by name, never silently counted as free.
+"""
+
+import dataclasses
+import math
+
+import keras
+
+# DCASE 2022-2024 Task 1 limits.
+MAX_PARAM_BYTES = 128_000
+MAX_MACS = 30_000_000
+
+# Layers without weights that do no multiply-accumulate work under the DCASE rules.
+_FREE_LAYERS = (
+    keras.layers.InputLayer,
+    keras.layers.ReLU,
+    keras.layers.Activation,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.MaxPooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.Flatten,
+    keras.layers.Reshape,
+    keras.layers.Permute,
+    keras.layers.Add,
+    keras.layers.Multiply,
+    keras.layers.Concatenate,
+    keras.layers.Rescaling,
+    keras.layers.Softmax,
+    keras.layers.Identity,
+)
+_NORMALIZATIONS = (keras.layers.BatchNormalization, keras.layers.LayerNormalization)
+_KERNEL_LAYERS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Dense,
+)
+
+
+@dataclasses.dataclass
+class LayerCount:
+    name: str
+    kind: str
+    output_shape: tuple
+    params: int
+    macs: int
+
+
+@dataclasses.dataclass
+class Complexity:
+    params: int
+    macs: int
+    layers: list
+    bytes_per_param: int = 1
+
+    @property
+    def param_bytes(self):
+        return self.params * self.bytes_per_param
+
+    @property
+    def within_limits(self):
+        return self.param_bytes <= MAX_PARAM_BYTES and self.macs <= MAX_MACS
+
+    def as_dict(self):
+        return {
+            "params": self.params,
+            "macs": self.macs,
+            "param_bytes": self.param_bytes,
+            "max_param_bytes": MAX_PARAM_BYTES,
+            "max_macs": MAX_MACS,
+            "within_limits": self.within_limits,
+        }
+
+
+def _size(variable):
+    return math.prod(variable.shape)
+
+
+def _spatial_positions(shape):
+    dims = shape[1:-1]
+    if any(d is None for d in dims):
+        raise ValueError(
+            f"cannot count MACs for an output of unknown size {tuple(shape)}; "
+            f"build the model with a fixed input shape"
+        )
+    return math.prod(dims)
+
+
+def _count_layer(layer, input_shape, rows, prefix=""):
+    """Appends the rows of `layer` (recursing into composite layers); returns its output shape."""
+    name = prefix + layer.name
+    if hasattr(layer, "sequential_paths"):
+        for path in layer.sequential_paths():
+            shape = input_shape
+            for sublayer in path:
+                shape = _count_layer(sublayer, shape, rows, prefix=name + "/")
+        return layer.compute_output_shape(input_shape)
+    if isinstance(layer, keras.Model):
+        inner = count_model(layer)
+        rows += [dataclasses.replace(r, name=f"{name}/{r.name}") for r in inner.layers]
+        return layer.compute_output_shape(input_shape)
+
+    output_shape = tuple(layer.compute_output_shape(input_shape))
+    if isinstance(layer, _KERNEL_LAYERS):
+        params = sum(_size(w) for w in layer.weights)
+        if isinstance(layer, keras.layers.Dense):
+            positions = _spatial_positions(input_shape) if len(input_shape) > 2 else 1
+        else:
+            positions = _spatial_positions(output_shape)
+        macs = positions * _size(layer.kernel)
+    elif isinstance(layer, keras.layers.SeparableConv2D):
+        params = sum(_size(w) for w in layer.weights)
+        positions = _spatial_positions(output_shape)
+        macs = positions * (_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel))
+    elif isinstance(layer, _NORMALIZATIONS) or type(layer).__name__ == "ResidualNorm":
+        params = sum(_size(w) for w in layer.trainable_weights)
+        macs = 0
+    elif isinstance(layer, _FREE_LAYERS) and not layer.weights:
+        params = macs = 0
+    else:
+        raise ValueError(
+            f"cannot count the complexity of layer {name!r} of type {type(layer).__name__}: "
+            f"teach asc_keras.complexity how to count it rather than skipping it"
+        )
+    rows.append(LayerCount(name, type(layer).__name__, output_shape, params, macs))
+    return output_shape
+
+
+def count_model(model):
+    """Counts parameters and MACs of a built Keras model for one input example."""
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built; call it or build it first")
+    rows = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            input_shape = tuple(layer.input.shape)
+        except (AttributeError, ValueError) as error:
+            raise ValueError(
+                f"cannot count layer {layer.name!r}: it has no single input "
+                f"(shared layers are not supported)"
+            ) from error
+        _count_layer(layer, input_shape, rows)
+    return Complexity(
+        params=sum(r.params for r in rows), macs=sum(r.macs for r in rows), layers=rows
+    )
+
+
+def variant_report(variants=None, norm="residual"):
+    """Counts each DS-FlexiNet variant and compares it with paper Table II."""
+    from asc_keras.models.ds_flexinet import PAPER_COMPLEXITY, VARIANTS, ds_flexinet
+
+    rows = []
+    for variant in variants or sorted(VARIANTS):
+        counted = count_model(ds_flexinet(variant, norm=norm))
+        paper = PAPER_COMPLEXITY[variant]
+        rows.append(
+            {
+                "variant": variant,
+                **counted.as_dict(),
+                "paper_params": paper["params"],
+                "paper_macs": paper["macs"],
+                "params_ratio": counted.params / paper["params"],
+                "macs_ratio": counted.macs / paper["macs"],
+            }
+        )
+    return rows
