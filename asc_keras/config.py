@@ -19,6 +19,60 @@ class ConfigError(ValueError):
 
 
 @dataclasses.dataclass
+class DataConfig:
+    """Where the dataset is and how clips are read."""
+
+    root: str | None = None  # folder with meta.csv; or --data-root, or ASC_DATA_ROOT
+    cache_dir: str | None = None  # decoded-waveform caches; default <root>/asc_keras_cache
+    train_split: str = "train"  # train, or a DCASE24 subset split5..split100
+    eval_split: str = "evaluate"
+    sample_rate: int = 32000
+    duration: float = 1.0
+
+
+@dataclasses.dataclass
+class FrontEndConfig:
+    """Log-mel settings; the defaults are the paper's (CP-JKU DCASE23 front end)."""
+
+    n_fft: int = 4096
+    win_length: int = 3072
+    hop_length: int = 500
+    n_mels: int = 256
+    fmin: float = 0.0
+    fmax: float = 16000.0
+    htk: bool = False
+    log_offset: float = 1e-5
+
+
+@dataclasses.dataclass
+class DeviceImpulseResponseConfig:
+    """DIR (energy_threshold null) or ADIR (a number, or "auto" = mean training energy)."""
+
+    enabled: bool = True
+    folder: str | None = None  # WAV impulse responses; relative paths are under data.root
+    devices: list[str] = dataclasses.field(default_factory=lambda: ["a"])
+    probability: float = 0.6
+    energy_threshold: float | typing.Literal["auto"] | None = None
+
+
+@dataclasses.dataclass
+class FreqMixStyleConfig:
+    probability: float = 0.4
+    alpha: float = 0.3
+    epsilon: float = 1e-6
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+    time_roll: int = 4000  # largest |shift| in samples; 0 turns it off
+    freq_mask: int = 48  # widest mask in mel bins; 0 turns it off
+    dir: DeviceImpulseResponseConfig = dataclasses.field(
+        default_factory=DeviceImpulseResponseConfig
+    )
+    freq_mixstyle: FreqMixStyleConfig = dataclasses.field(default_factory=FreqMixStyleConfig)
+
+
+@dataclasses.dataclass
 class ModelConfig:
     variant: typing.Literal["sm1", "sm2", "sm3", "sm4"] = "sm2"
     norm: typing.Literal["residual", "batch", "none"] = "residual"
@@ -27,8 +81,18 @@ class ModelConfig:
 
 
 @dataclasses.dataclass
+class TrainingConfig:
+    batch_size: int = 256
+    seed: int = 0
+
+
+@dataclasses.dataclass
 class Config:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    frontend: FrontEndConfig = dataclasses.field(default_factory=FrontEndConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
 
 
 def _type_name(tp):

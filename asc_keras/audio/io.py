@@ -1,0 +1,50 @@
+"""Waveform loading: any WAV soundfile reads, as mono float32 at the target rate, fixed length."""
+
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used; the message names the file."""
+
+
+def resample(waveform, from_rate, to_rate):
+    """Band-limited resampling (soxr, high quality) of a 1-D float array."""
+    if from_rate == to_rate:
+        return waveform
+    return soxr.resample(waveform, from_rate, to_rate, quality="HQ").astype(np.float32)
+
+
+def fix_length(waveform, num_samples):
+    """Crops or zero-pads the end to exactly `num_samples`."""
+    if len(waveform) >= num_samples:
+        return waveform[:num_samples]
+    return np.pad(waveform, (0, num_samples - len(waveform)))
+
+
+def load_audio(path, sample_rate=32000, duration=1.0):
+    """Reads `path` as mono float32 at `sample_rate`, cropped or padded to `duration` seconds
+    (`duration` None keeps the whole file).
+
+    Stereo is averaged to mono and other sample rates are resampled; a missing, unreadable,
+    empty or non-finite file raises `AudioError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file {str(path)!r} does not exist")
+    try:
+        waveform, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioError(f"audio file {str(path)!r} cannot be decoded: {error}") from error
+    if waveform.shape[0] == 0:
+        raise AudioError(f"audio file {str(path)!r} is empty (0 samples)")
+    if not np.all(np.isfinite(waveform)):
+        raise AudioError(f"audio file {str(path)!r} contains NaN or infinite samples")
+    mono = waveform.mean(axis=1)
+    mono = resample(mono, file_rate, sample_rate)
+    if duration is not None:
+        mono = fix_length(mono, int(round(sample_rate * duration)))
+    return mono.astype(np.float32)

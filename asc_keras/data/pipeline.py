@@ -1,0 +1,176 @@
+"""The tf.data pipeline: waveform cache -> DIR/ADIR -> roll -> log-mel -> mask -> Freq-MixStyle.
+
+Augmentations run on whole batches (vectorised), in the order the paper applies them; every
+random draw comes from a stateless seed, so `seed` fixes every epoch's batches exactly.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from asc_keras.audio.frontend import LogMel
+from asc_keras.data import augment
+from asc_keras.data.cache import WaveformCache, prepare_cache
+from asc_keras.data.tau22 import DOWNLOAD_HINT, DatasetError
+
+
+def resolve_data_root(config, data_root=None):
+    """The dataset folder: `data_root` (a --data-root flag), else config data.root, else
+    the ASC_DATA_ROOT variable; an error that says where to get the data otherwise."""
+    root = data_root or config.data.root or os.environ.get("ASC_DATA_ROOT")
+    if not root:
+        raise DatasetError(f"no dataset folder given; {DOWNLOAD_HINT}")
+    root = Path(root)
+    if not (root / "meta.csv").is_file():
+        raise DatasetError(f"{str(root)!r} holds no meta.csv; {DOWNLOAD_HINT}")
+    return root
+
+
+def open_split(config, split, data_root=None, progress=True):
+    """The waveform cache of `split`, prepared first if needed (see tools/prepare_dataset.py)."""
+    root = resolve_data_root(config, data_root)
+    cache_root = config.data.cache_dir or root / "asc_keras_cache"
+    return prepare_cache(
+        root,
+        split,
+        cache_root,
+        sample_rate=config.data.sample_rate,
+        duration=config.data.duration,
+        progress=progress,
+    )
+
+
+def resolve_energy_threshold(dir_config, train_cache):
+    """ADIR's tau: None (plain DIR), the configured number, or the training split's mean."""
+    if dir_config.energy_threshold == "auto":
+        return float(train_cache.mean_energy)
+    return dir_config.energy_threshold
+
+
+def _aligned_teacher_logits(teacher_logits, cache, num_classes):
+    if hasattr(teacher_logits, "aligned_to"):
+        teacher_logits = teacher_logits.aligned_to(cache.filenames)
+    logits = np.asarray(teacher_logits, np.float32)
+    if logits.shape != (len(cache), num_classes):
+        raise ValueError(
+            f"teacher logits have shape {logits.shape}; expected {(len(cache), num_classes)} "
+            f"(one row per clip of the split, one column per class)"
+        )
+    return logits
+
+
+class Augmenter:
+    """The training-time augmentations of a config, applied to one batch at a time."""
+
+    def __init__(self, config, cache, data_root=None):
+        self.config = config.augment
+        dir_config = self.config.dir
+        self.responses = None
+        if dir_config.enabled and dir_config.probability > 0:
+            if not dir_config.folder:
+                raise ValueError("augment.dir.enabled needs augment.dir.folder (impulse responses)")
+            folder = Path(dir_config.folder)
+            if not folder.is_absolute():
+                folder = resolve_data_root(config, data_root) / folder
+            samples = cache.waveforms.shape[1]
+            self.responses = augment.ImpulseResponses(
+                augment.load_impulse_responses(folder, cache.sample_rate), samples
+            )
+            self.energy_threshold = resolve_energy_threshold(dir_config, cache)
+        self.eligible = np.array([r.device in dir_config.devices for r in cache.records])
+
+    def waveforms(self, waveforms, index, seed):
+        dir_seed, roll_seed = augment.split_seed(seed, 2)
+        if self.responses is not None:
+            waveforms = augment.apply_device_impulse_response(
+                waveforms,
+                tf.gather(self.eligible, index),
+                self.responses,
+                self.config.dir.probability,
+                self.energy_threshold,
+                dir_seed,
+            )
+        if self.config.time_roll > 0:
+            shifts = augment.random_roll_shifts(
+                tf.shape(waveforms)[0], self.config.time_roll, roll_seed
+            )
+            waveforms = augment.roll_waveforms(waveforms, shifts)
+        return waveforms
+
+    def features(self, features, seed):
+        mask_seed, mix_seed = augment.split_seed(seed, 2)
+        if self.config.freq_mask > 0:
+            starts, widths = augment.random_frequency_bands(
+                tf.shape(features)[0], features.shape[1], self.config.freq_mask, mask_seed
+            )
+            features = augment.mask_frequency_bands(features, starts, widths)
+        fms = self.config.freq_mixstyle
+        if fms.probability > 0:
+            features = augment.freq_mixstyle(
+                features, fms.probability, fms.alpha, fms.epsilon, mix_seed
+            )
+        return features
+
+
+def make_dataset(
+    split,
+    config,
+    teacher_logits=None,
+    training=False,
+    batch_size=None,
+    seed=None,
+    data_root=None,
+):
+    """Batches of (log-mel (B, mels, frames, 1), labels) for `model.fit` on any backend.
+
+    Args:
+        split: a split name ("train", "evaluate", "split25", ...) or a `WaveformCache`.
+        config: a `Config`.
+        teacher_logits: per-clip teacher logits, (clips, classes) aligned with the split or an
+            object with `aligned_to(filenames)`; then the targets are
+            {"label": labels, "teacher_logits": logits}.
+        training: shuffle, augment and drop the last incomplete batch.
+        batch_size: defaults to config.training.batch_size.
+        seed: defaults to config.training.seed; fixes shuffling and every augmentation.
+        data_root: overrides config.data.root.
+    """
+    cache = split if isinstance(split, WaveformCache) else open_split(config, split, data_root)
+    batch_size = batch_size or config.training.batch_size
+    seed = config.training.seed if seed is None else seed
+    labels = np.array([r.label for r in cache.records], np.int32)
+    if (labels < 0).any() and (training or teacher_logits is not None):
+        raise DatasetError("this split has no labels (the test split); it cannot be trained on")
+    if teacher_logits is not None:
+        teacher_logits = _aligned_teacher_logits(teacher_logits, cache, config.model.num_classes)
+    augmenter = Augmenter(config, cache, data_root) if training else None
+    frontend = LogMel(config.frontend, cache.sample_rate)
+    waveforms = cache.waveforms
+    samples = waveforms.shape[1]
+
+    def read(index):
+        return np.asarray(waveforms[index], np.float32)
+
+    def load(index, seed):
+        batch = tf.numpy_function(read, [index], tf.float32, stateful=False)
+        batch.set_shape([None, samples])
+        if augmenter is not None:
+            wave_seed, feature_seed = augment.split_seed(seed, 2)
+            batch = augmenter.waveforms(batch, index, wave_seed)
+        features = frontend(batch)[..., None]
+        if augmenter is not None:
+            features = augmenter.features(features, feature_seed)
+        targets = tf.gather(labels, index)
+        if teacher_logits is not None:
+            targets = {"label": targets, "teacher_logits": tf.gather(teacher_logits, index)}
+        return features, targets
+
+    indices = tf.data.Dataset.range(len(cache))
+    if training:
+        indices = indices.shuffle(len(cache), seed=seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size, drop_remainder=training)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    dataset = tf.data.Dataset.zip((indices, seeds))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,143 @@
+"""TAU Urban Acoustic Scenes 2022 Mobile (development): layout, names and split files.
+
+Audio files are `audio/<scene>-<city>-<location>-<segment>-<index>-<device>.wav`. `meta.csv`
+(tab separated: filename, scene_label, identifier, source_label) lists every clip;
+`evaluation_setup/fold1_{train,evaluate,test}.csv` list the splits, and the DCASE24 subsets
+`split5/10/25/50/100.csv` (in `split_setup/` or `evaluation_setup/`) the reduced training sets.
+"""
+
+import csv
+import dataclasses
+from pathlib import Path
+
+# Alphabetical, the order of every published logit file.
+CLASSES = (
+    "airport",
+    "bus",
+    "metro",
+    "metro_station",
+    "park",
+    "public_square",
+    "shopping_mall",
+    "street_pedestrian",
+    "street_traffic",
+    "tram",
+)
+DEVICES = ("a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6")
+REAL_DEVICES = ("a", "b", "c")
+UNSEEN_DEVICES = ("s4", "s5", "s6")
+SPLITS = ("train", "evaluate", "test")
+SUBSETS = ("split5", "split10", "split25", "split50", "split100")
+DOWNLOAD_HINT = (
+    "download the TAU Urban Acoustic Scenes 2022 Mobile development set from "
+    "https://zenodo.org/record/6337421, unpack it, and point the tools at the folder that "
+    "holds meta.csv (config data.root, --data-root or ASC_DATA_ROOT)"
+)
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    filename: str  # relative to the dataset root, e.g. "audio/bus-lyon-1-2-0-a.wav"
+    label: int  # index into CLASSES, -1 when unknown (the test split)
+    device: str
+    city: str
+    identifier: str  # "<city>-<location>"
+
+    @property
+    def scene(self):
+        return CLASSES[self.label] if self.label >= 0 else None
+
+
+def parse_filename(filename):
+    """Returns (scene, city, location, device) encoded in a TAU22 file name."""
+    stem = Path(filename).name.removesuffix(".wav")
+    parts = stem.split("-")
+    if len(parts) != 6 or parts[5] not in DEVICES:
+        raise DatasetError(
+            f"file name {filename!r} does not follow "
+            f"<scene>-<city>-<location>-<segment>-<index>-<device>.wav with device in "
+            f"{list(DEVICES)}"
+        )
+    scene, city, location, _, _, device = parts
+    return scene, city, location, device
+
+
+def label_of(scene, where):
+    if scene not in CLASSES:
+        raise DatasetError(f"{where}: unknown scene label {scene!r}; expected one of {CLASSES}")
+    return CLASSES.index(scene)
+
+
+def read_tsv(path, required):
+    """Rows of a tab-separated file with a header, as dicts; checks the required columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist; {DOWNLOAD_HINT}")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        columns = reader.fieldnames or []
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise DatasetError(
+                f"{path}: missing column(s) {missing}; found {columns}, expected tab-separated "
+                f"columns {list(required)}"
+            )
+        return list(reader)
+
+
+def split_file(root, split):
+    root = Path(root)
+    if split in SPLITS:
+        return root / "evaluation_setup" / f"fold1_{split}.csv"
+    if split in SUBSETS:
+        for folder in ("split_setup", "evaluation_setup"):
+            if (root / folder / f"{split}.csv").is_file():
+                return root / folder / f"{split}.csv"
+        return root / "split_setup" / f"{split}.csv"
+    raise DatasetError(f"unknown split {split!r}; valid: {list(SPLITS + SUBSETS)}")
+
+
+def read_split(root, split):
+    """The records of one split, labels from the split file (or meta.csv for the test split)."""
+    root = Path(root)
+    if not (root / "meta.csv").is_file():
+        raise DatasetError(f"no meta.csv in {str(root)!r}; {DOWNLOAD_HINT}")
+    meta_path = root / "meta.csv"
+    meta = {
+        row["filename"]: row
+        for row in read_tsv(meta_path, ("filename", "scene_label", "identifier", "source_label"))
+    }
+    path = split_file(root, split)
+    has_labels = split != "test"
+    rows = read_tsv(path, ("filename", "scene_label") if has_labels else ("filename",))
+    records = []
+    for line, row in enumerate(rows, start=2):
+        filename = row["filename"]
+        where = f"{path}, line {line}"
+        scene, city, location, device = parse_filename(filename)
+        if filename in meta:
+            meta_row = meta[filename]
+            scene_label = row["scene_label"] if has_labels else meta_row["scene_label"]
+            if meta_row["source_label"] != device:
+                raise DatasetError(
+                    f"{meta_path}: {filename!r} has source_label {meta_row['source_label']!r} "
+                    f"but its name says device {device!r}"
+                )
+            identifier = meta_row["identifier"]
+        elif has_labels:
+            scene_label, identifier = row["scene_label"], f"{city}-{location}"
+        else:
+            scene_label, identifier = None, f"{city}-{location}"
+        label = label_of(scene_label, where) if scene_label is not None else -1
+        if label >= 0 and scene_label != scene:
+            raise DatasetError(
+                f"{where}: label {scene_label!r} disagrees with the file name {filename!r}"
+            )
+        records.append(Record(filename, label, device, city, identifier))
+    if not records:
+        raise DatasetError(f"{path} lists no files")
+    return records

@@ -1,0 +1,70 @@
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from asc_keras.audio import LogMel
+from asc_keras.data.pipeline import make_dataset, open_split
+
+
+def first_batch(dataset):
+    features, targets = next(iter(dataset))
+    return np.asarray(features), targets
+
+
+def test_training_batches_have_the_paper_shape_and_follow_the_seed(synthetic_config):
+    train = open_split(synthetic_config, "train", progress=False)
+    a = make_dataset(train, synthetic_config, training=True, seed=5)
+    b = make_dataset(train, synthetic_config, training=True, seed=5)
+    c = make_dataset(train, synthetic_config, training=True, seed=6)
+    xa, ya = first_batch(a)
+    assert xa.shape == (16, 256, 64, 1) and np.asarray(ya).shape == (16,)
+    np.testing.assert_array_equal(xa, first_batch(b)[0])
+    assert not np.array_equal(xa, first_batch(c)[0])
+    epochs = [np.concatenate([np.asarray(y) for _, y in a]) for _ in range(2)]
+    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
+    assert len(epochs[0]) == len(train) // 16 * 16  # incomplete last batch dropped
+
+
+def test_evaluation_is_the_plain_front_end_in_order(synthetic_config):
+    evaluate = open_split(synthetic_config, "evaluate", progress=False)
+    batches = list(make_dataset(evaluate, synthetic_config, batch_size=32))
+    labels = np.concatenate([np.asarray(y) for _, y in batches])
+    np.testing.assert_array_equal(labels, [r.label for r in evaluate.records])
+    expected = LogMel(synthetic_config.frontend)(np.asarray(evaluate.waveforms[:32], np.float32))
+    np.testing.assert_allclose(np.asarray(batches[0][0])[..., 0], expected, atol=1e-5)
+
+
+def test_teacher_logits_travel_with_their_clips(synthetic_config):
+    train = open_split(synthetic_config, "train", progress=False)
+    logits = np.random.default_rng(0).normal(size=(len(train), 10)).astype(np.float32)
+    dataset = make_dataset(train, synthetic_config, teacher_logits=logits, batch_size=8)
+    _, targets = first_batch(dataset)
+    np.testing.assert_array_equal(np.asarray(targets["teacher_logits"]), logits[:8])
+    with pytest.raises(ValueError, match=r"teacher logits have shape \(3, 10\)"):
+        make_dataset(train, synthetic_config, teacher_logits=logits[:3])
+
+
+def test_adir_auto_threshold_is_the_training_mean_energy(synthetic_config):
+    from asc_keras.data.pipeline import Augmenter
+
+    config = dataclasses.replace(synthetic_config)
+    config.augment = dataclasses.replace(
+        config.augment, dir=dataclasses.replace(config.augment.dir, energy_threshold="auto")
+    )
+    train = open_split(config, "train", progress=False)
+    assert Augmenter(config, train).energy_threshold == pytest.approx(train.mean_energy)
+
+
+@pytest.mark.multi_backend
+def test_model_fit_consumes_the_pipeline(synthetic_config):
+    from asc_keras import ds_flexinet
+
+    train = open_split(synthetic_config, "train", progress=False)
+    model = ds_flexinet("sm1")
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    history = model.fit(make_dataset(train, synthetic_config, training=True), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
