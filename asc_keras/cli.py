@@ -10,11 +10,13 @@ def quiet_tensorflow():
 
 def run(main):
     """Runs a tool's `main()`; a user error prints one clear line and exits with status 2."""
-    from asc_keras.config import ConfigError
+    from asc_keras.training import TrainingError
 
+    # Library errors about the user's input are ValueErrors (ConfigError, DatasetError, ...)
+    # or TrainingError; anything else is a bug and keeps its traceback.
     try:
         sys.exit(main())
-    except (ConfigError, ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

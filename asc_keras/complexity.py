@@ -143,12 +143,16 @@ def count_model(model):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         try:
-            input_shape = tuple(layer.input.shape)
+            inputs = layer.input
         except (AttributeError, ValueError) as error:
             raise ValueError(
                 f"cannot count layer {layer.name!r}: it has no single input "
                 f"(shared layers are not supported)"
             ) from error
+        if isinstance(inputs, (list, tuple)):
+            input_shape = [tuple(tensor.shape) for tensor in inputs]
+        else:
+            input_shape = tuple(inputs.shape)
         _count_layer(layer, input_shape, rows)
     return Complexity(
         params=sum(r.params for r in rows), macs=sum(r.macs for r in rows), layers=rows

@@ -74,7 +74,9 @@ class AugmentConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    variant: typing.Literal["sm1", "sm2", "sm3", "sm4"] = "sm2"
+    architecture: typing.Literal["ds_flexinet", "cp_resnet"] = "ds_flexinet"
+    variant: typing.Literal["sm1", "sm2", "sm3", "sm4"] = "sm2"  # ds_flexinet size
+    width: int = 24  # cp_resnet base channels (24: about 135 K parameters)
     norm: typing.Literal["residual", "batch", "none"] = "residual"
     rn_axis: typing.Literal["channel", "frequency"] = "channel"
     num_classes: int = 10
@@ -82,8 +84,37 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class TrainingConfig:
+    epochs: int = 250
     batch_size: int = 256
     seed: int = 0
+    optimizer: typing.Literal["adam", "adamw"] = "adam"
+    learning_rate: float = 0.005  # peak, after warm-up
+    weight_decay: float = 0.0  # adamw only
+    warmup_epochs: int = 10  # linear warm-up from 0, then cosine decay
+    final_lr_fraction: float = 0.01  # cosine decay ends at learning_rate * this
+    validate_every: int = 1  # epochs between evaluations on data.eval_split (0: never)
+
+
+@dataclasses.dataclass
+class DistillationConfig:
+    """Knowledge distillation from teacher logits (paper eq. 5)."""
+
+    enabled: bool = True
+    temperature: float = 2.0
+    label_weight: float = 0.02  # lambda at the first epoch
+    label_weight_end: float = 0.02  # lambda at the last epoch (linear / cosine schedules)
+    label_weight_schedule: typing.Literal["constant", "linear", "cosine"] = "constant"
+    compare_without_teacher: bool = False  # also train the student on labels alone
+
+
+@dataclasses.dataclass
+class TeachersConfig:
+    """Where teacher logits come from: files made elsewhere and/or teachers trained here."""
+
+    logit_files: list[str] = dataclasses.field(default_factory=list)  # .npz / .csv
+    train_count: int = 0  # teachers to train here, seeds training.seed + 0, 1, ...
+    config: str | None = None  # their config file (relative: to this config's folder)
+    fusion: typing.Literal["averaged", "fused"] = "fused"
 
 
 @dataclasses.dataclass
@@ -93,6 +124,8 @@ class Config:
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    teachers: TeachersConfig = dataclasses.field(default_factory=TeachersConfig)
+    distillation: DistillationConfig = dataclasses.field(default_factory=DistillationConfig)
 
 
 def _type_name(tp):

@@ -19,9 +19,13 @@ def synthetic_root(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tau22")
     make_synthetic_dataset(
-        root, train_clips_a=4, train_clips_other=2, evaluate_clips=1, impulse_responses=4,
+        root,
+        train_clips_a=4,
+        train_clips_other=2,
+        evaluate_clips=1,
+        impulse_responses=4,
         progress=False,
-    )  # fmt: skip
+    )
     return root
 
 

@@ -65,8 +65,17 @@ def main(argv=None):
                 "yes" if r["within_limits"] else "NO",
             ]
         )
-    headers = ["variant", "params K", "paper K", "ratio", "MACs M", "paper M", "ratio",
-               "int8 KB", "DCASE limits"]  # fmt: skip
+    headers = [
+        "variant",
+        "params K",
+        "paper K",
+        "ratio",
+        "MACs M",
+        "paper M",
+        "ratio",
+        "int8 KB",
+        "DCASE limits",
+    ]
     print(format_table(headers, table, title=f"DS-FlexiNet complexity (norm={args.norm})"))
     return 0
 

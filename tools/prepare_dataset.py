@@ -26,8 +26,10 @@ def main(argv=None):
     config = load_config(args.config) if args.config else Config()
     for split in args.split or [config.data.train_split, config.data.eval_split]:
         cache = open_split(config, split, args.data_root)
-        print(f"{split}: {len(cache)} clips at {cache.sample_rate} Hz, "
-              f"mean energy {cache.mean_energy:.3f}")  # fmt: skip
+        print(
+            f"{split}: {len(cache)} clips at {cache.sample_rate} Hz, "
+            f"mean energy {cache.mean_energy:.3f}"
+        )
     return 0
 
 

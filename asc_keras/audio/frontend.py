@@ -6,7 +6,6 @@ import tensorflow as tf
 
 from asc_keras.config import FrontEndConfig
 
-
 MEL_GROUP = 32
 
 

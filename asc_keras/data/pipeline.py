@@ -114,6 +114,17 @@ class Augmenter:
         return features
 
 
+def steps_per_epoch(cache, batch_size):
+    """Training batches per epoch (the last incomplete batch is dropped)."""
+    steps = len(cache) // batch_size
+    if steps == 0:
+        raise ValueError(
+            f"batch size {batch_size} is larger than the {len(cache)} training clips; "
+            f"lower training.batch_size"
+        )
+    return steps
+
+
 def make_dataset(
     split,
     config,
@@ -122,8 +133,16 @@ def make_dataset(
     batch_size=None,
     seed=None,
     data_root=None,
+    first_epoch=0,
+    epochs=None,
 ):
     """Batches of (log-mel (B, mels, frames, 1), labels) for `model.fit` on any backend.
+
+    Evaluation (training False) yields the split once, in order, without augmentation.
+    Training yields epochs `first_epoch`, `first_epoch + 1`, ... back to back (up to `epochs`,
+    else without end): each epoch a fresh shuffle with augmentation, its randomness drawn
+    from (seed, epoch) alone, so a run resumed at epoch k sees exactly the batches an
+    uninterrupted run would. Pass `steps_per_epoch(cache, batch_size)` to `model.fit`.
 
     Args:
         split: a split name ("train", "evaluate", "split25", ...) or a `WaveformCache`.
@@ -131,10 +150,11 @@ def make_dataset(
         teacher_logits: per-clip teacher logits, (clips, classes) aligned with the split or an
             object with `aligned_to(filenames)`; then the targets are
             {"label": labels, "teacher_logits": logits}.
-        training: shuffle, augment and drop the last incomplete batch.
+        training: shuffle, augment and drop each epoch's last incomplete batch.
         batch_size: defaults to config.training.batch_size.
-        seed: defaults to config.training.seed; fixes shuffling and every augmentation.
+        seed: defaults to config.training.seed.
         data_root: overrides config.data.root.
+        first_epoch, epochs: the epochs a training dataset covers, [first_epoch, epochs).
     """
     cache = split if isinstance(split, WaveformCache) else open_split(config, split, data_root)
     batch_size = batch_size or config.training.batch_size
@@ -146,17 +166,12 @@ def make_dataset(
         teacher_logits = _aligned_teacher_logits(teacher_logits, cache, config.model.num_classes)
     augmenter = Augmenter(config, cache, data_root) if training else None
     frontend = LogMel(config.frontend, cache.sample_rate)
-    waveforms = cache.waveforms
-    samples = waveforms.shape[1]
+    waveforms = cache.as_tensor()
 
-    def read(index):
-        return np.asarray(waveforms[index], np.float32)
-
-    def load(index, seed):
-        batch = tf.numpy_function(read, [index], tf.float32, stateful=False)
-        batch.set_shape([None, samples])
+    def load(index, batch_seed):
+        batch = tf.cast(tf.gather(waveforms, index), tf.float32)
         if augmenter is not None:
-            wave_seed, feature_seed = augment.split_seed(seed, 2)
+            wave_seed, feature_seed = augment.split_seed(batch_seed, 2)
             batch = augmenter.waveforms(batch, index, wave_seed)
         features = frontend(batch)[..., None]
         if augmenter is not None:
@@ -166,11 +181,25 @@ def make_dataset(
             targets = {"label": targets, "teacher_logits": tf.gather(teacher_logits, index)}
         return features, targets
 
-    indices = tf.data.Dataset.range(len(cache))
-    if training:
-        indices = indices.shuffle(len(cache), seed=seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size, drop_remainder=training)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    dataset = tf.data.Dataset.zip((indices, seeds))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if not training:
+        indices = tf.data.Dataset.range(len(cache)).batch(batch_size)
+        batches = indices.map(lambda index: (index, tf.zeros([2], tf.int64)))
+    else:
+        steps = steps_per_epoch(cache, batch_size)
+
+        def epoch_batches(epoch):
+            epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+            order_seed, batch_seeds = augment.split_seed(epoch_seed, 2)
+            order = tf.argsort(tf.random.stateless_uniform([len(cache)], order_seed))
+            index = tf.reshape(tf.cast(order[: steps * batch_size], tf.int64), [steps, batch_size])
+            seeds = tf.random.experimental.stateless_split(batch_seeds, num=steps)
+            return tf.data.Dataset.from_tensor_slices((index, seeds))
+
+        epoch_numbers = (
+            tf.data.Dataset.counter(first_epoch)
+            if epochs is None
+            else tf.data.Dataset.range(first_epoch, epochs)
+        )
+        batches = epoch_numbers.flat_map(epoch_batches)
+    dataset = batches.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -106,9 +106,14 @@ def _write_tsv(path, header, rows):
 
 
 def make_synthetic_dataset(
-    out, train_clips_a=24, train_clips_other=6, evaluate_clips=3, impulse_responses=12, seed=0,
+    out,
+    train_clips_a=24,
+    train_clips_other=6,
+    evaluate_clips=3,
+    impulse_responses=12,
+    seed=0,
     progress=True,
-):  # fmt: skip
+):
     """Writes the dataset under `out`; counts are clips per scene (and per device).
 
     Returns the number of audio files written.

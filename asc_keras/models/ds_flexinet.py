@@ -34,15 +34,19 @@ class Variant:
 # The paper gives each variant's parameters and MACs (Table II) but not its widths; these
 # tables reproduce Table II within 0.5 % (see `python tools/complexity.py --all`).
 VARIANTS = {
-    "sm1": Variant(stem=(4, 12), stages=(Stage(16, 1, 1), Stage(24, 2, 2), Stage(24, 2, 2)),
-                   expansion=2),
-    "sm2": Variant(stem=(8, 16), stages=(Stage(16, 1, 1), Stage(32, 2, 2), Stage(32, 2, 2)),
-                   expansion=3),
-    "sm3": Variant(stem=(8, 16), stages=(Stage(16, 1, 1), Stage(24, 3, 2), Stage(32, 2, 2)),
-                   expansion=6),
-    "sm4": Variant(stem=(16, 32), stages=(Stage(32, 2, 2), Stage(48, 2, 2), Stage(64, 1, 2)),
-                   expansion=6),
-}  # fmt: skip
+    "sm1": Variant(
+        stem=(4, 12), stages=(Stage(16, 1, 1), Stage(24, 2, 2), Stage(24, 2, 2)), expansion=2
+    ),
+    "sm2": Variant(
+        stem=(8, 16), stages=(Stage(16, 1, 1), Stage(32, 2, 2), Stage(32, 2, 2)), expansion=3
+    ),
+    "sm3": Variant(
+        stem=(8, 16), stages=(Stage(16, 1, 1), Stage(24, 3, 2), Stage(32, 2, 2)), expansion=6
+    ),
+    "sm4": Variant(
+        stem=(16, 32), stages=(Stage(32, 2, 2), Stage(48, 2, 2), Stage(64, 1, 2)), expansion=6
+    ),
+}
 
 # Paper Table II: parameters and multiply-accumulates per 1 s clip.
 PAPER_COMPLEXITY = {

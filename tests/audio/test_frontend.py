@@ -8,11 +8,20 @@ from asc_keras.config import FrontEndConfig
 
 def librosa_log_mel(waveform, config, sample_rate=32000):
     mel = librosa.feature.melspectrogram(
-        y=waveform.astype(np.float64), sr=sample_rate, n_fft=config.n_fft,
-        hop_length=config.hop_length, win_length=config.win_length, window="hann", center=True,
-        pad_mode="reflect", power=2.0, n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax,
+        y=waveform.astype(np.float64),
+        sr=sample_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        n_mels=config.n_mels,
+        fmin=config.fmin,
+        fmax=config.fmax,
         htk=config.htk,
-    )  # fmt: skip
+    )
     return np.log(mel[..., : 32000 // config.hop_length] + config.log_offset)
 
 

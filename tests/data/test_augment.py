@@ -99,8 +99,9 @@ def test_freq_mixstyle_is_the_numpy_formula():
     x = rng.normal(1.0, 2.0, size=(4, 16, 8, 1)).astype(np.float32)
     lam, perm = np.array([0.1, 0.5, 0.9, 0.3], np.float32), np.array([2, 0, 3, 1])
     out = augment.mix_frequency_statistics(x, lam, perm, 1e-6).numpy()
-    np.testing.assert_allclose(out, numpy_freq_mixstyle(x.astype(np.float64), lam, perm, 1e-6),
-                               atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        out, numpy_freq_mixstyle(x.astype(np.float64), lam, perm, 1e-6), atol=1e-4
+    )
 
 
 def test_freq_mixstyle_with_lambda_one_returns_its_input():

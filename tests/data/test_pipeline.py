@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from asc_keras.audio import LogMel
-from asc_keras.data.pipeline import make_dataset, open_split
+from asc_keras.data.pipeline import make_dataset, open_split, steps_per_epoch
 
 
 def first_batch(dataset):
@@ -22,9 +22,23 @@ def test_training_batches_have_the_paper_shape_and_follow_the_seed(synthetic_con
     assert xa.shape == (16, 256, 64, 1) and np.asarray(ya).shape == (16,)
     np.testing.assert_array_equal(xa, first_batch(b)[0])
     assert not np.array_equal(xa, first_batch(c)[0])
-    epochs = [np.concatenate([np.asarray(y) for _, y in a]) for _ in range(2)]
-    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
-    assert len(epochs[0]) == len(train) // 16 * 16  # incomplete last batch dropped
+
+
+def test_every_epoch_is_a_new_shuffle_and_a_resumed_epoch_is_the_same(synthetic_config):
+    train = open_split(synthetic_config, "train", progress=False)
+    steps = steps_per_epoch(train, 16)
+    assert steps == len(train) // 16  # the incomplete last batch is dropped
+    two_epochs = list(make_dataset(train, synthetic_config, training=True, epochs=2))
+    assert len(two_epochs) == 2 * steps
+    labels = [
+        np.concatenate([np.asarray(y) for _, y in two_epochs[i * steps : (i + 1) * steps]])
+        for i in range(2)
+    ]
+    assert not np.array_equal(labels[0], labels[1])
+    resumed = list(make_dataset(train, synthetic_config, training=True, first_epoch=1, epochs=2))
+    for (x, y), (x_resumed, y_resumed) in zip(two_epochs[steps:], resumed):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(x_resumed))
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(y_resumed))
 
 
 def test_evaluation_is_the_plain_front_end_in_order(synthetic_config):
@@ -66,5 +80,6 @@ def test_model_fit_consumes_the_pipeline(synthetic_config):
     model.compile(
         optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    history = model.fit(make_dataset(train, synthetic_config, training=True), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+    dataset = make_dataset(train, synthetic_config, training=True)
+    history = model.fit(dataset, epochs=2, steps_per_epoch=steps_per_epoch(train, 16), verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))

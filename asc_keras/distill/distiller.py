@@ -1,0 +1,128 @@
+import math
+
+import keras
+from keras import ops
+
+
+def distillation_loss(labels, student_logits, teacher_logits, label_weight, temperature):
+    """Per-example paper eq. 5 loss with CP-JKU's KD term.
+
+    label_weight * CE(y, s) + (1 - label_weight) * T^2 * KL(softmax(t / T) || softmax(s / T))
+    """
+    hard = keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
+    teacher_probs = ops.softmax(teacher_logits / temperature, axis=-1)
+    teacher_log_probs = ops.log_softmax(teacher_logits / temperature, axis=-1)
+    student_log_probs = ops.log_softmax(student_logits / temperature, axis=-1)
+    kl = ops.sum(teacher_probs * (teacher_log_probs - student_log_probs), axis=-1)
+    return label_weight * hard + (1.0 - label_weight) * temperature**2 * kl
+
+
+@keras.saving.register_keras_serializable(package="asc_keras")
+class Distiller(keras.Model):
+    """Trains a student on labels and precomputed (fused) teacher logits.
+
+    loss = lambda * CE(y, s) + (1 - lambda) * T^2 * KL(softmax(t / T) || softmax(s / T))
+
+    The dataset yields (features, {"label": y, "teacher_logits": t}); only the student runs.
+    lambda (`label_weight`) is a non-trainable variable that `LabelWeightSchedule` moves during
+    training. Only `compute_loss` and `compute_metrics` are overridden, so `fit` works
+    unchanged on the TensorFlow, JAX and PyTorch backends.
+
+    Args:
+        student: the Keras model to train; `Distiller.student` is what gets saved and exported.
+        temperature: T.
+        label_weight: initial lambda.
+
+    Example:
+        >>> distiller = Distiller(ds_flexinet("sm2"), temperature=2.0, label_weight=0.02)
+        >>> distiller.compile(optimizer="adam", metrics=["accuracy"])
+
+    Reference: paper section II-D, eq. 5; Hinton et al. 2015.
+    """
+
+    def __init__(self, student, temperature=2.0, label_weight=0.02, **kwargs):
+        super().__init__(**kwargs)
+        if temperature <= 0 or not 0 <= label_weight <= 1:
+            raise ValueError(
+                f"Distiller needs temperature > 0 and 0 <= label_weight <= 1; got "
+                f"temperature={temperature!r}, label_weight={label_weight!r}"
+            )
+        self.student = student
+        self.temperature = float(temperature)
+        self.label_weight = keras.Variable(
+            float(label_weight), trainable=False, name="label_weight", dtype="float32"
+        )
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y, dict) and not training:
+            # Validation on plain labels: the label cross-entropy.
+            per_example = keras.losses.sparse_categorical_crossentropy(y, y_pred, from_logits=True)
+            return ops.mean(per_example)
+        if not isinstance(y, dict) or "teacher_logits" not in y:
+            raise ValueError(
+                "Distiller targets must be {'label': ..., 'teacher_logits': ...}; "
+                "pass teacher_logits to make_dataset"
+            )
+        per_example = distillation_loss(
+            y["label"], y_pred, y["teacher_logits"], self.label_weight, self.temperature
+        )
+        if sample_weight is not None:
+            per_example = per_example * sample_weight
+        loss = ops.mean(per_example)
+        if self.losses:
+            loss = loss + ops.sum(self.losses)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels = y["label"] if isinstance(y, dict) else y
+        return super().compute_metrics(x, labels, y_pred, sample_weight)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "student": keras.saving.serialize_keras_object(self.student),
+            "temperature": self.temperature,
+            "label_weight": float(ops.convert_to_numpy(self.label_weight)),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config["student"] = keras.saving.deserialize_keras_object(config["student"])
+        return cls(**config)
+
+
+SCHEDULES = ("constant", "linear", "cosine")
+
+
+def label_weight_at(epoch, epochs, schedule, start, end):
+    """lambda for `epoch` (0-based) of `epochs`: constant `start`, or linear / cosine from
+    `start` at the first epoch to `end` at the last."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown label-weight schedule {schedule!r}; valid: {list(SCHEDULES)}")
+    if schedule == "constant" or epochs <= 1:
+        return start
+    progress = min(max(epoch / (epochs - 1), 0.0), 1.0)
+    if schedule == "linear":
+        return start + (end - start) * progress
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class LabelWeightSchedule(keras.callbacks.Callback):
+    """Sets the Distiller's lambda at the start of every epoch (paper: "updated during
+    training")."""
+
+    def __init__(self, epochs, schedule="constant", start=0.02, end=0.02):
+        super().__init__()
+        label_weight_at(0, epochs, schedule, start, end)  # validates the schedule name
+        self.epochs, self.schedule, self.start, self.end = epochs, schedule, start, end
+
+    def on_epoch_begin(self, epoch, logs=None):
+        value = label_weight_at(epoch, self.epochs, self.schedule, self.start, self.end)
+        self.model.label_weight.assign(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["label_weight"] = float(ops.convert_to_numpy(self.model.label_weight))

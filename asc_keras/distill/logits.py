@@ -1,0 +1,123 @@
+"""Teacher logits per clip, keyed by file name.
+
+The format of record is `.npz` with `filenames` (str), `logits` (float32, clips x classes) and
+`classes` (str, the class order). Logits made elsewhere (PaSST ensembles, ...) load the same way
+from `.npz` or from a tab- or comma-separated `.csv` with a `filename` column followed by one
+column per class, in the alphabetical class order of the dataset.
+"""
+
+import csv
+import dataclasses
+import io
+from pathlib import Path
+
+import numpy as np
+
+from asc_keras.data.tau22 import CLASSES
+from asc_keras.utils import atomic_path
+
+
+class LogitFileError(ValueError):
+    """A logit file that does not fit the dataset; the message names the file."""
+
+
+@dataclasses.dataclass
+class TeacherLogits:
+    filenames: list
+    logits: np.ndarray
+    classes: tuple = CLASSES
+    source: str = "<memory>"
+    extra: dict = dataclasses.field(default_factory=dict)  # e.g. fusion weights
+
+    def __post_init__(self):
+        self.filenames = [str(f) for f in self.filenames]
+        self.logits = np.asarray(self.logits, np.float32)
+        self.classes = tuple(str(c) for c in self.classes)
+        if self.logits.shape != (len(self.filenames), len(self.classes)):
+            raise LogitFileError(
+                f"{self.source}: logits have shape {self.logits.shape}, expected "
+                f"{(len(self.filenames), len(self.classes))} (files x classes)"
+            )
+        if not np.all(np.isfinite(self.logits)):
+            raise LogitFileError(f"{self.source}: logits contain NaN or infinite values")
+        self._row = {name: i for i, name in enumerate(self.filenames)}
+
+    def check_classes(self, classes=CLASSES):
+        if len(self.classes) != len(classes):
+            raise LogitFileError(
+                f"{self.source}: {len(self.classes)} classes, the dataset has {len(classes)}: "
+                f"{list(classes)}"
+            )
+        if self.classes != tuple(classes):
+            raise LogitFileError(
+                f"{self.source}: class order {list(self.classes)} differs from the dataset's "
+                f"{list(classes)}; reorder the columns"
+            )
+
+    def aligned_to(self, filenames):
+        """Rows for `filenames`, in that order; an error lists files without logits."""
+        missing = [f for f in filenames if f not in self._row]
+        if missing:
+            raise LogitFileError(
+                f"{self.source}: no logits for {len(missing)} of {len(filenames)} files, "
+                f"e.g. {missing[:3]}"
+            )
+        return self.logits[[self._row[f] for f in filenames]]
+
+    def save(self, path):
+        """Writes the `.npz` atomically."""
+        path = Path(path)
+        arrays = {
+            "filenames": np.array(self.filenames),
+            "logits": self.logits,
+            "classes": np.array(self.classes),
+            **{k: np.asarray(v) for k, v in self.extra.items()},
+        }
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+
+def load_logits(path, classes=CLASSES):
+    """Loads a `.npz` or `.csv` logit file and checks its classes against `classes`."""
+    path = Path(path)
+    if not path.is_file():
+        raise LogitFileError(f"logit file {str(path)!r} does not exist")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [k for k in ("filenames", "logits") if k not in data]
+                if missing:
+                    raise LogitFileError(f"{path}: missing array(s) {missing}")
+                extra = {
+                    k: data[k] for k in data.files if k not in ("filenames", "logits", "classes")
+                }
+                teacher = TeacherLogits(
+                    data["filenames"].tolist(),
+                    data["logits"],
+                    tuple(data["classes"].tolist()) if "classes" in data else classes,
+                    source=str(path),
+                    extra=extra,
+                )
+        except (OSError, ValueError) as error:
+            if isinstance(error, LogitFileError):
+                raise
+            raise LogitFileError(f"{path}: not a readable .npz logit file: {error}") from error
+    elif path.suffix in (".csv", ".tsv"):
+        text = path.read_text()
+        delimiter = "\t" if "\t" in text.splitlines()[0] else ","
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        header, body = rows[0], [r for r in rows[1:] if r]
+        if not header or header[0] != "filename":
+            raise LogitFileError(f"{path}: the first column must be 'filename', got {header[:1]}")
+        try:
+            logits = np.array([[float(v) for v in r[1:]] for r in body], np.float32)
+        except ValueError as error:
+            raise LogitFileError(f"{path}: non-numeric logit: {error}") from error
+        teacher = TeacherLogits(
+            [r[0] for r in body], logits.reshape(len(body), -1), tuple(header[1:]), source=str(path)
+        )
+    else:
+        raise LogitFileError(f"{path}: unknown logit file type {path.suffix!r}; use .npz or .csv")
+    teacher.check_classes(classes)
+    return teacher

@@ -1,0 +1,230 @@
+"""The paper's recipe as stages in one run directory:
+
+teachers (trained here and/or logit files) -> fusion (eq. 4) -> distilled student (eq. 5)
+[-> the same student without a teacher, for comparison] -> float evaluation per device.
+
+Every stage writes its outputs atomically and is skipped when they exist, so rerunning a
+finished run only prints its summary, and `resume=True` continues an interrupted stage.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from asc_keras.config import load_config, save_config
+from asc_keras.data.pipeline import make_dataset, open_split, resolve_data_root, steps_per_epoch
+from asc_keras.data.tau22 import CLASSES
+from asc_keras.distill import Distiller, LabelWeightSchedule, TeacherLogits, load_logits
+from asc_keras.distill.fusion import fuse_teachers
+from asc_keras.evaluation import device_report, format_reports
+from asc_keras.models import build_model
+from asc_keras.training import fit_stage
+from asc_keras.utils import atomic_write_text
+
+
+@dataclasses.dataclass
+class Splits:
+    train: object  # WaveformCache
+    evaluate: object
+
+    def labels(self, split):
+        return np.array([r.label for r in getattr(self, split).records])
+
+    def devices(self, split):
+        return np.array([r.device for r in getattr(self, split).records])
+
+
+def predict_logits(model, cache, config):
+    dataset = make_dataset(cache, config, batch_size=config.training.batch_size)
+    return model.predict(dataset, verbose=0)
+
+
+def evaluate_model(model, splits, config, split="evaluate"):
+    logits = predict_logits(model, getattr(splits, split), config)
+    return device_report(splits.labels(split), logits, splits.devices(split))
+
+
+def train_classifier(
+    config, stage_dir, splits, data_root=None, resume=False, teacher=None, verbose=1
+):
+    """Trains config.model on the training split (distilled from `teacher` logits if given);
+    returns the trained Keras model (the student)."""
+    import keras
+
+    stage_dir = Path(stage_dir)
+    if (stage_dir / "last.keras").is_file():
+        return keras.saving.load_model(stage_dir / "last.keras")
+    keras.utils.set_random_seed(config.training.seed)  # the initial weights
+    model = build_model(config.model)
+    steps = steps_per_epoch(splits.train, config.training.batch_size)
+    callbacks = []
+    trainee = model
+    if teacher is not None:
+        kd = config.distillation
+        trainee = Distiller(model, temperature=kd.temperature, label_weight=kd.label_weight)
+        callbacks.append(
+            LabelWeightSchedule(
+                config.training.epochs,
+                kd.label_weight_schedule,
+                kd.label_weight,
+                kd.label_weight_end,
+            )
+        )
+
+    def train_dataset(first_epoch):
+        return make_dataset(
+            splits.train,
+            config,
+            teacher_logits=teacher,
+            training=True,
+            data_root=data_root,
+            first_epoch=first_epoch,
+            epochs=config.training.epochs,
+        )
+
+    validation = make_dataset(splits.evaluate, config)
+    fit_stage(
+        trainee,
+        train_dataset,
+        steps,
+        config,
+        stage_dir,
+        validation=validation,
+        resume=resume,
+        export=lambda m: getattr(m, "student", m),
+        verbose=verbose,
+        extra_callbacks=callbacks,
+    )
+    return model
+
+
+def teacher_stage(config, config_path, run_dir, splits, data_root, resume, verbose):
+    """Trains config.teachers.train_count teachers; returns their logit files."""
+    files = []
+    teachers = config.teachers
+    if teachers.train_count == 0:
+        return files
+    if not teachers.config:
+        raise ValueError(f"{config_path}: teachers.train_count > 0 needs teachers.config")
+    teacher_path = Path(teachers.config)
+    if not teacher_path.is_absolute() and config_path is not None:
+        teacher_path = Path(config_path).parent / teacher_path
+    teacher_config = load_config(teacher_path)
+    teacher_config.data = config.data
+    for index in range(teachers.train_count):
+        stage_dir = Path(run_dir) / "teachers" / f"teacher-{index}"
+        logits_path = stage_dir / "logits.npz"
+        files.append(logits_path)
+        if logits_path.is_file():
+            continue
+        seeded = dataclasses.replace(
+            teacher_config,
+            training=dataclasses.replace(
+                teacher_config.training, seed=config.training.seed + index
+            ),
+        )
+        print(
+            f"== teacher {index + 1}/{teachers.train_count} ({seeded.model.architecture}, "
+            f"seed {seeded.training.seed})"
+        )
+        train_teacher(seeded, stage_dir, splits, data_root, resume, verbose)
+    return files
+
+
+def train_teacher(config, stage_dir, splits, data_root=None, resume=False, verbose=1):
+    """Trains one teacher and writes `logits.npz` for every clip of both splits."""
+    model = train_classifier(config, stage_dir, splits, data_root, resume, verbose=verbose)
+    filenames = splits.train.filenames + splits.evaluate.filenames
+    logits = np.concatenate(
+        [
+            predict_logits(model, splits.train, config),
+            predict_logits(model, splits.evaluate, config),
+        ]
+    )
+    path = Path(stage_dir) / "logits.npz"
+    TeacherLogits(filenames, logits, CLASSES, source=str(path)).save(path)
+    return path
+
+
+def fusion_report(teachers, splits):
+    """Averaged and fused logits of `teachers`, and accuracy reports per device of each
+    teacher and of both fusions on every split they cover."""
+    for teacher in teachers:
+        teacher.aligned_to(splits.train.filenames)  # every training clip must be covered
+    fused = {
+        name: fuse_teachers(teachers, name, splits.train.filenames, splits.labels("train"))
+        for name in ("averaged", "fused")
+    }
+    named = {f"teacher {i}": t for i, t in enumerate(teachers)} | fused
+    reports = {}
+    for split in ("train", "evaluate"):
+        filenames = getattr(splits, split).filenames
+        for name, logits in named.items():
+            if set(filenames) <= set(logits.filenames):
+                reports[f"{name} ({split})"] = device_report(
+                    splits.labels(split), logits.aligned_to(filenames), splits.devices(split)
+                )
+    return fused, reports
+
+
+def fusion_stage(config, run_dir, splits, logit_files):
+    """Fuses (or averages) the teacher logits into teachers/<method>.npz and prints how each
+    teacher and each fusion does per device."""
+    method = config.teachers.fusion
+    path = Path(run_dir) / "teachers" / f"{method}.npz"
+    fused, reports = fusion_report([load_logits(f) for f in logit_files], splits)
+    print(format_reports(reports, title="Teacher logits: accuracy (%) per device"))
+    weights = ", ".join(f"{w:.3f}" for w in fused["fused"].extra["fusion_weights"])
+    print(f"fused teacher weights: {weights}")
+    if not path.is_file():
+        fused[method].save(path)
+    return load_logits(path), reports
+
+
+def run_training(config, run_dir, config_path=None, data_root=None, resume=False, verbose=1):
+    """Runs every stage the config asks for; returns the summary dict (also summary.json)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    root = resolve_data_root(config, data_root)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
+    save_config(config, run_dir / "config.yaml")
+    splits = Splits(
+        open_split(config, config.data.train_split), open_split(config, config.data.eval_split)
+    )
+    summary = {"run_dir": str(run_dir), "reports": {}}
+
+    teacher = None
+    if config.distillation.enabled:
+        logit_files = [Path(f) for f in config.teachers.logit_files]
+        logit_files += teacher_stage(config, config_path, run_dir, splits, root, resume, verbose)
+        if not logit_files:
+            raise ValueError(
+                f"{config_path or 'config'}: distillation.enabled needs teachers.logit_files "
+                f"or teachers.train_count > 0"
+            )
+        teacher, teacher_reports = fusion_stage(config, run_dir, splits, logit_files)
+        summary["teachers"] = {
+            k: {"accuracy": v["accuracy"], "devices": v["devices"]}
+            for k, v in teacher_reports.items()
+        }
+
+    source = f"distilled from {config.teachers.fusion} logits" if teacher else "labels only"
+    print(f"== student {config.model.variant} ({source})")
+    student = train_classifier(config, run_dir / "student", splits, root, resume, teacher, verbose)
+    reports = {"student": evaluate_model(student, splits, config)}
+    if teacher is not None and config.distillation.compare_without_teacher:
+        print(f"== student {config.model.variant} without a teacher (comparison)")
+        alone = train_classifier(
+            config, run_dir / "student-no-teacher", splits, root, resume, None, verbose
+        )
+        reports["student, no teacher"] = evaluate_model(alone, splits, config)
+    summary["reports"] = reports
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    print(
+        format_reports(
+            reports, title=f"Float student on {config.data.eval_split}: accuracy (%) per device"
+        )
+    )
+    return summary

@@ -1,0 +1,188 @@
+"""One training stage: optimiser and LR schedule from the config, atomic checkpoints every
+epoch, exact resume, CSV / TensorBoard logs, best and last model.
+
+A stage folder holds `checkpoints/epoch-NNNN.weights.h5` with `epoch-NNNN.json` beside each
+(the epoch, the SHA-256 of the weights file and the history so far), `history.csv`,
+`tensorboard/`, `best.keras` and `last.keras`. Files are written to a temporary name and
+renamed, and a checkpoint whose hash does not match its weights is never loaded, so a run
+killed at any moment resumes from its last complete epoch.
+"""
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from asc_keras.utils import atomic_path, atomic_write_text
+
+
+class TrainingError(RuntimeError):
+    """A stage that cannot start or continue (e.g. an unfinished run without --resume)."""
+
+
+def learning_rate_schedule(training, steps_per_epoch):
+    """Linear warm-up from 0 to `learning_rate`, then cosine decay to the final fraction."""
+    total = max(1, training.epochs * steps_per_epoch)
+    warmup = min(training.warmup_epochs * steps_per_epoch, total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else training.learning_rate,
+        decay_steps=total - warmup,
+        alpha=training.final_lr_fraction,
+        warmup_target=training.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def build_optimizer(training, steps_per_epoch):
+    schedule = learning_rate_schedule(training, steps_per_epoch)
+    if training.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=training.weight_decay)
+    return keras.optimizers.Adam(schedule)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_history_csv(path, history):
+    keys = sorted({k for row in history for k in row if k != "epoch"})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["epoch", *keys])
+    for row in history:
+        writer.writerow([row["epoch"], *[row.get(k, "") for k in keys]])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def valid_checkpoints(directory):
+    """(epoch, state, weights path) of every complete checkpoint, newest first."""
+    found = []
+    for state_path in sorted(Path(directory).glob("epoch-*.json"), reverse=True):
+        try:
+            state = json.loads(state_path.read_text())
+            weights = state_path.parent / state["weights"]
+            if weights.is_file() and _sha256(weights) == state["sha256"]:
+                found.append((state["epoch"], state, weights))
+        except (OSError, ValueError, KeyError):
+            continue  # torn or foreign file: never loaded
+    return found
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves weights (model and optimiser) and training state atomically after every epoch."""
+
+    def __init__(self, stage_dir, history=None, keep=2):
+        super().__init__()
+        self.stage_dir = Path(stage_dir)
+        self.directory = self.stage_dir / "checkpoints"
+        self.history = list(history or [])
+        self.keep = keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        name = f"epoch-{epoch + 1:04d}"
+        weights = self.directory / f"{name}.weights.h5"
+        with atomic_path(weights) as tmp:
+            self.model.save_weights(tmp)
+        state = {
+            "epoch": epoch + 1,
+            "weights": weights.name,
+            "sha256": _sha256(weights),
+            "history": self.history,
+        }
+        atomic_write_text(self.directory / f"{name}.json", json.dumps(state))
+        _write_history_csv(self.stage_dir / "history.csv", self.history)
+        for _, _, old_weights in valid_checkpoints(self.directory)[self.keep :]:
+            old_weights.with_suffix("").with_suffix(".json").unlink(missing_ok=True)
+            old_weights.unlink(missing_ok=True)
+
+
+class BestModel(keras.callbacks.Callback):
+    """Keeps the saved model (`to_save(model)`) with the best value of `monitor`."""
+
+    def __init__(self, path, to_save, monitor="val_accuracy", best=-np.inf):
+        super().__init__()
+        self.path, self.to_save, self.monitor, self.best = Path(path), to_save, monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            self.best = float(value)
+            with atomic_path(self.path) as tmp:
+                self.to_save(self.model).save(tmp)
+
+
+def fit_stage(
+    model,
+    train_dataset,
+    steps,
+    config,
+    stage_dir,
+    validation=None,
+    resume=False,
+    export=lambda model: model,
+    verbose=1,
+    extra_callbacks=(),
+):
+    """Trains `model` (compiled here) for config.training.epochs in `stage_dir`.
+
+    `train_dataset(first_epoch)` makes the training batches from that epoch on; `export(model)`
+    is the Keras model written to best.keras / last.keras (the student of a Distiller).
+    Returns the history rows. An unfinished stage needs `resume=True`.
+    """
+    stage_dir = Path(stage_dir)
+    training = config.training
+    checkpoints = valid_checkpoints(stage_dir / "checkpoints")
+    if (stage_dir / "checkpoints").is_dir() and any((stage_dir / "checkpoints").iterdir()):
+        if not resume:
+            raise TrainingError(
+                f"{stage_dir} holds an unfinished training stage; rerun with --resume to "
+                f"continue it, or choose another --out"
+            )
+    # A Distiller brings its own loss (compute_loss); a plain classifier learns the labels.
+    distilling = hasattr(model, "student")
+    model.compile(
+        optimizer=build_optimizer(training, steps),
+        loss=None if distilling else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    history, first_epoch, best = [], 0, -np.inf
+    if checkpoints:
+        first_epoch, state, weights = checkpoints[0]
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(weights)
+        history = state["history"]
+        best = max((row.get("val_accuracy", -np.inf) for row in history), default=-np.inf)
+        print(f"resuming {stage_dir.name} from epoch {first_epoch} ({weights.name})")
+    if first_epoch >= training.epochs:
+        return history
+    checkpointer = Checkpointer(stage_dir, history)
+    callbacks = [
+        *extra_callbacks,
+        checkpointer,
+        BestModel(stage_dir / "best.keras", export, best=best),
+        keras.callbacks.TensorBoard(str(stage_dir / "tensorboard")),
+    ]
+    validate = validation is not None and training.validate_every > 0
+    model.fit(
+        train_dataset(first_epoch),
+        epochs=training.epochs,
+        initial_epoch=first_epoch,
+        steps_per_epoch=steps,
+        validation_data=validation if validate else None,
+        validation_freq=training.validate_every if validate else 1,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles itself, per epoch
+        verbose=verbose,
+    )
+    with atomic_path(stage_dir / "last.keras") as tmp:
+        export(model).save(tmp)
+    return checkpointer.history

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from asc_keras.data.tau22 import CLASSES
+from asc_keras.distill import LogitFileError, TeacherLogits, fuse_teachers, load_logits
+from asc_keras.distill.fusion import cross_entropy, fit_fusion
+
+
+def noisy_teachers(labels, scales, seed=0):
+    """Teachers whose logits carry the label with different reliability."""
+    rng = np.random.default_rng(seed)
+    onehot = np.eye(10)[labels]
+    return [scale * onehot + rng.normal(0, 1.0, onehot.shape) for scale in scales]
+
+
+def test_fused_is_at_least_as_good_as_averaged_on_the_training_split():
+    labels = np.random.default_rng(1).integers(0, 10, 600)
+    names = [f"audio/f{i}.wav" for i in range(600)]
+    teachers = [
+        TeacherLogits(names, z, source=f"t{i}")
+        for i, z in enumerate(noisy_teachers(labels, [3.0, 0.3, 1.0]))
+    ]
+    averaged = fuse_teachers(teachers, "averaged")
+    fused = fuse_teachers(teachers, "fused", names, labels)
+    assert cross_entropy(fused.logits, labels) < cross_entropy(averaged.logits, labels)
+    accuracy = {
+        k: np.mean(v.logits.argmax(1) == labels)
+        for k, v in {"averaged": averaged, "fused": fused}.items()
+    }
+    assert accuracy["fused"] >= accuracy["averaged"]
+    weights = fused.extra["fusion_weights"]
+    assert weights[0] > weights[2] > weights[1]  # the reliable teacher weighs most
+    np.testing.assert_allclose(averaged.extra["fusion_weights"], [1 / 3] * 3)
+
+
+def test_fit_fusion_gradient_matches_finite_differences():
+    labels = np.random.default_rng(2).integers(0, 10, 50)
+    stack = np.stack(noisy_teachers(labels, [1.0, 2.0], seed=3))
+    weights, bias = fit_fusion(stack, labels)
+    base = cross_entropy(np.tensordot(weights, stack, 1) + bias, labels)
+    for delta in (np.array([1e-3, 0]), np.array([0, -1e-3])):
+        moved = cross_entropy(np.tensordot(weights + delta, stack, 1) + bias, labels)
+        assert moved >= base - 1e-6  # a minimum: no direction improves
+
+
+def test_logit_files_round_trip_in_npz_and_csv(tmp_path):
+    names = ["audio/a.wav", "audio/b.wav"]
+    logits = np.arange(20, dtype=np.float32).reshape(2, 10)
+    TeacherLogits(names, logits).save(tmp_path / "t.npz")
+    np.testing.assert_array_equal(
+        load_logits(tmp_path / "t.npz").aligned_to(names[::-1]), logits[::-1]
+    )
+    rows = ["filename\t" + "\t".join(CLASSES)]
+    rows += [n + "\t" + "\t".join(str(v) for v in row) for n, row in zip(names, logits)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    np.testing.assert_array_equal(load_logits(tmp_path / "t.csv").logits, logits)
+
+
+def test_logit_file_errors_name_the_problem(tmp_path):
+    names = [f"audio/f{i}.wav" for i in range(10)]
+    teacher = TeacherLogits(names[:7], np.zeros((7, 10)), source="teacher.npz")
+    with pytest.raises(LogitFileError, match=r"teacher.npz: no logits for 3 of 10 files.*f7.wav"):
+        teacher.aligned_to(names)
+    TeacherLogits(names, np.zeros((10, 9)), CLASSES[:9]).save(tmp_path / "nine.npz")
+    with pytest.raises(LogitFileError, match="nine.npz: 9 classes, the dataset has 10"):
+        load_logits(tmp_path / "nine.npz")
+    TeacherLogits(names, np.zeros((10, 10)), CLASSES[::-1]).save(tmp_path / "reversed.npz")
+    with pytest.raises(LogitFileError, match="reversed.npz: class order"):
+        load_logits(tmp_path / "reversed.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(LogitFileError, match="bad.npz"):
+        load_logits(tmp_path / "bad.npz")

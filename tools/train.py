@@ -1,0 +1,42 @@
+"""Trains a DS-FlexiNet student with the paper's recipe, stage by stage, in one run folder.
+
+python tools/train.py configs/sm2.yaml [--data-root DIR] [--out runs/sm2] [--resume]
+"""
+
+import argparse
+from pathlib import Path
+
+from asc_keras import cli
+
+cli.quiet_tensorflow()
+
+from asc_keras.config import load_config  # noqa: E402
+from asc_keras.recipe import run_training  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="YAML config, e.g. configs/sm2.yaml")
+    parser.add_argument(
+        "--data-root", help="dataset folder with meta.csv (else config / ASC_DATA_ROOT)"
+    )
+    parser.add_argument("--out", help="run folder (default runs/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress bars")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    run_training(
+        config,
+        out,
+        config_path=args.config,
+        data_root=args.data_root,
+        resume=args.resume,
+        verbose=2 if args.quiet else 1,
+    )
+    print(f"run folder: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

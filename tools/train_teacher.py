@@ -1,0 +1,42 @@
+"""Trains one teacher and writes its logits for every train and evaluate clip.
+
+python tools/train_teacher.py configs/teacher_cpresnet.yaml --seed 1 --out runs/teacher-1
+"""
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from asc_keras import cli
+
+cli.quiet_tensorflow()
+
+from asc_keras.config import load_config  # noqa: E402
+from asc_keras.data.pipeline import open_split, resolve_data_root  # noqa: E402
+from asc_keras.recipe import Splits, train_teacher  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="teacher config, e.g. configs/teacher_cpresnet.yaml")
+    parser.add_argument("--seed", type=int, help="overrides training.seed")
+    parser.add_argument("--data-root", help="dataset folder with meta.csv")
+    parser.add_argument("--out", help="stage folder (default runs/<config name>-seed<N>)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if args.seed is not None:
+        config.training = dataclasses.replace(config.training, seed=args.seed)
+    root = resolve_data_root(config, args.data_root)
+    config.data = dataclasses.replace(config.data, root=str(root))
+    splits = Splits(
+        open_split(config, config.data.train_split), open_split(config, config.data.eval_split)
+    )
+    out = Path(args.out or f"runs/{Path(args.config).stem}-seed{config.training.seed}")
+    path = train_teacher(config, out, splits, root, args.resume)
+    print(f"teacher logits: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
