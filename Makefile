@@ -24,7 +24,7 @@ $(DEMO_DATA)/meta.csv: | $(VENV)/.installed
 	$(BIN)/python tools/make_synthetic_dataset.py $(DEMO_DATA)
 
 demo: $(VENV)/.installed $(DEMO_DATA)/meta.csv
-	$(BIN)/python tools/train.py configs/demo.yaml --data-root $(DEMO_DATA) --out $(DEMO_RUN)
+	$(BIN)/python tools/train.py configs/demo.yaml --data-root $(DEMO_DATA) --out $(DEMO_RUN) --resume
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check asc_keras tools tests

@@ -118,6 +118,18 @@ class TeachersConfig:
 
 
 @dataclasses.dataclass
+class QuantizationConfig:
+    """QAT fine-tuning of the float student and the int8 TFLite export (paper III-C)."""
+
+    enabled: bool = True
+    epochs: int = 10  # QAT fine-tuning epochs
+    freeze_epochs: int = 2  # of those, the last ones with frozen BN statistics and ranges
+    learning_rate: float = 1e-4
+    representative_batches: int = 8  # training-pipeline batches that calibrate the converter
+    micro_check_inputs: int = 100  # evaluation clips run through TFLite Micro
+
+
+@dataclasses.dataclass
 class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     frontend: FrontEndConfig = dataclasses.field(default_factory=FrontEndConfig)
@@ -126,6 +138,7 @@ class Config:
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     teachers: TeachersConfig = dataclasses.field(default_factory=TeachersConfig)
     distillation: DistillationConfig = dataclasses.field(default_factory=DistillationConfig)
+    quantization: QuantizationConfig = dataclasses.field(default_factory=QuantizationConfig)
 
 
 def _type_name(tp):

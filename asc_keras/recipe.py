@@ -9,6 +9,9 @@ finished run only prints its summary, and `resume=True` continues an interrupted
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from asc_keras.distill import Distiller, LabelWeightSchedule, TeacherLogits, loa
 from asc_keras.distill.fusion import fuse_teachers
 from asc_keras.evaluation import device_report, format_reports
 from asc_keras.models import build_model
-from asc_keras.training import fit_stage
+from asc_keras.training import TrainingError, fit_stage
 from asc_keras.utils import atomic_write_text
 
 
@@ -221,10 +224,30 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
         )
         reports["student, no teacher"] = evaluate_model(alone, splits, config)
     summary["reports"] = reports
+    title = f"Float student on {config.data.eval_split}: accuracy (%) per device"
+    print(format_reports(reports, title=title))
+    if config.quantization.enabled:
+        summary["quantized"] = quantization_stage(run_dir, verbose)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    print(
-        format_reports(
-            reports, title=f"Float student on {config.data.eval_split}: accuracy (%) per device"
-        )
-    )
     return summary
+
+
+def quantization_stage(run_dir, verbose):
+    """QAT, int8 export and evaluation in a subprocess: tfmot switches its process to legacy
+    Keras, which must not leak into this one."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    command = [
+        sys.executable,
+        "-m",
+        "asc_keras.quantize.stage",
+        str(run_dir),
+        "--verbose",
+        str(verbose),
+    ]
+    if subprocess.run(command, env=env).returncode != 0:
+        raise TrainingError(
+            f"the quantization stage of {run_dir} failed (see above); fix the "
+            f"cause and rerun with --resume"
+        )
+    summary = json.loads((Path(run_dir) / "quantized" / "summary.json").read_text())
+    return {k: v for k, v in summary.items() if k not in ("reports", "qat_history")}

@@ -1,0 +1,49 @@
+"""Writing an evaluation: JSON with every figure and a confusion-matrix picture."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from asc_keras.data.tau22 import CLASSES
+from asc_keras.utils import atomic_path, atomic_write_text
+
+
+def save_confusion_png(report, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    confusion = np.asarray(report["confusion"], float)
+    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(figsize=(7.5, 6.5))
+    image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(len(CLASSES)), CLASSES, rotation=60, ha="right")
+    axes.set_yticks(range(len(CLASSES)), CLASSES)
+    for i in range(len(CLASSES)):
+        for j in range(len(CLASSES)):
+            axes.text(
+                j,
+                i,
+                f"{100 * rates[i, j]:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(f"{title}: accuracy {100 * report['accuracy']:.2f} %")
+    figure.colorbar(image, fraction=0.046)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+
+
+def write_report(report, out_dir, name, title):
+    """OUT_DIR/NAME.json and OUT_DIR/NAME_confusion.png."""
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / f"{name}.json", json.dumps(report, indent=2))
+    save_confusion_png(report, out_dir / f"{name}_confusion.png", title)

@@ -1,0 +1,62 @@
+"""Running a `.tflite` classifier with the LiteRT interpreter on log-mel batches."""
+
+import numpy as np
+
+
+class TFLiteClassifier:
+    """Logits from a (float or int8) `.tflite` model; int8 inputs and outputs are quantised
+    and dequantised with the model's own scales."""
+
+    def __init__(self, model_bytes, threads=1, reference_kernels=False, source="model"):
+        from asc_keras.quantize.convert import interpreter
+
+        self.source = source
+        try:
+            self.runner = interpreter(model_bytes, reference_kernels, threads)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from error
+        self.input = self.runner.get_input_details()[0]
+        self.output = self.runner.get_output_details()[0]
+        self.input_shape = tuple(int(d) for d in self.input["shape"][1:])
+        self.num_classes = int(self.output["shape"][-1])
+        self.batch = int(self.input["shape"][0])
+        self.resizable = int(self.input["shape_signature"][0]) == -1
+
+    def check(self, input_shape, num_classes):
+        if self.input_shape != tuple(input_shape) or self.num_classes != num_classes:
+            raise ValueError(
+                f"{self.source} takes inputs {self.input_shape} and gives {self.num_classes} "
+                f"classes; the config gives inputs {tuple(input_shape)} and {num_classes} classes"
+            )
+
+    def quantize_input(self, features):
+        scale, zero = self.input["quantization"]
+        if self.input["dtype"] == np.int8:
+            return np.clip(np.round(features / scale + zero), -128, 127).astype(np.int8)
+        return features.astype(self.input["dtype"])
+
+    def dequantize_output(self, values):
+        scale, zero = self.output["quantization"]
+        if self.output["dtype"] == np.int8:
+            return (values.astype(np.float32) - zero) * scale
+        return values.astype(np.float32)
+
+    def predict(self, features):
+        features = np.asarray(features, np.float32)
+        if not self.resizable and len(features) != self.batch:
+            return np.concatenate(
+                [
+                    self.predict(features[i : i + self.batch])
+                    for i in range(0, len(features), self.batch)
+                ]
+            )
+        if len(features) != self.batch:
+            self.runner.resize_tensor_input(self.input["index"], [len(features), *self.input_shape])
+            self.runner.allocate_tensors()
+            self.batch = len(features)
+        self.runner.set_tensor(self.input["index"], self.quantize_input(features))
+        self.runner.invoke()
+        return self.dequantize_output(self.runner.get_tensor(self.output["index"]))
+
+    def predict_dataset(self, dataset):
+        return np.concatenate([self.predict(np.asarray(x)) for x, _ in dataset])

@@ -1,0 +1,88 @@
+"""TFLite conversion (float, post-training int8, QAT int8) and the all-int8 check."""
+
+import numpy as np
+import tensorflow as tf
+
+# Tensor types an int8 model may carry: int8 activations and weights, int32 biases and
+# shape / axis operands.
+INTEGER_TYPES = (np.int8, np.int32, np.int64)
+
+
+class NotInt8Error(ValueError):
+    """A converted model that still computes in floating point."""
+
+
+def convert(model, representative=None, int8=True):
+    """Converts a tf_keras model for one clip at a time (batch 1, the microcontroller case: a
+    fixed shape needs no run-time shape arithmetic). With `int8`, every op is int8
+    (TFLITE_BUILTINS_INT8), with int8 input and output, calibrated on `representative` (an
+    iterable of input batches)."""
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    if int8:
+        if representative is None:
+            raise ValueError("int8 conversion needs representative input batches")
+        batches = list(representative)
+
+        def samples():
+            for batch in batches:
+                for example in np.asarray(batch, np.float32):
+                    yield [example[None]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def interpreter(model_bytes, reference_kernels=False, threads=1):
+    """A LiteRT interpreter; `reference_kernels` selects the plain reference op kernels (no
+    XNNPACK delegate), the ones TFLite Micro's kernels are checked against."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = (
+        OpResolverType.BUILTIN_REF
+        if reference_kernels
+        else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    try:
+        runner = Interpreter(
+            model_content=bytes(model_bytes),
+            num_threads=threads,
+            experimental_op_resolver_type=resolver,
+        )
+    except ValueError as error:
+        raise ValueError(f"not a TFLite model: {error}") from error
+    runner.allocate_tensors()
+    return runner
+
+
+def op_table(model_bytes):
+    """(op name, operand types, result types) for every op of the model."""
+    runner = interpreter(model_bytes, reference_kernels=True)
+    return [
+        (
+            op["op_name"],
+            [np.dtype(t) for t in op["operand_types"]],
+            [np.dtype(t) for t in op["result_types"]],
+        )
+        for op in runner._get_ops_details()
+    ]
+
+
+def check_int8(model_bytes, name="model"):
+    """Raises `NotInt8Error` listing every op that reads or writes a floating-point tensor."""
+    floating = [
+        f"{op} ({', '.join(str(t) for t in operands)} -> {', '.join(str(t) for t in results)})"
+        for op, operands, results in op_table(model_bytes)
+        if any(t.type not in INTEGER_TYPES for t in operands + results)
+    ]
+    if floating:
+        raise NotInt8Error(
+            f"{name} computes in floating point in {len(floating)} op(s): "
+            + "; ".join(floating[:8])
+        )
+    return sorted({op for op, _, _ in op_table(model_bytes)})

@@ -1,0 +1,155 @@
+"""The quantization stage of a run: QAT fine-tuning, int8 / float / PTQ TFLite export, checks
+and evaluation. Runs in its own process (`python -m asc_keras.quantize.stage RUN_DIR`) since
+tfmot switches the process to legacy Keras.
+
+Writes RUN_DIR/quantized/: model_float.tflite, model_ptq_int8.tflite (post-training
+quantization, the baseline), model_int8.tflite (QAT) with model_int8.h / .cc, a report per
+model (JSON and confusion PNG) and summary.json, the last file, written when all is done.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402  (Keras 3 first: the student is a Keras 3 model)
+import numpy as np  # noqa: E402
+
+from asc_keras.config import load_config  # noqa: E402
+from asc_keras.data.pipeline import make_dataset, open_split, steps_per_epoch  # noqa: E402
+from asc_keras.distill import load_logits  # noqa: E402
+from asc_keras.evaluation import device_report, format_reports  # noqa: E402
+from asc_keras.evaluation.report import write_report  # noqa: E402
+from asc_keras.evaluation.tflite import TFLiteClassifier  # noqa: E402
+from asc_keras.quantize import qat  # noqa: E402
+from asc_keras.quantize.c_array import write_c_array  # noqa: E402
+from asc_keras.quantize.convert import check_int8, convert  # noqa: E402
+from asc_keras.quantize.micro import check_micro  # noqa: E402
+from asc_keras.quantize.twin import build_twin  # noqa: E402
+from asc_keras.utils import atomic_write_bytes, atomic_write_text  # noqa: E402
+
+
+def quantize_run(run_dir, verbose=2):
+    run_dir = Path(run_dir)
+    out = run_dir / "quantized"
+    if (out / "summary.json").is_file():
+        return json.loads((out / "summary.json").read_text())
+    config = load_config(run_dir / "config.yaml")
+    quantization = config.quantization
+    student = keras.saving.load_model(run_dir / "student" / "last.keras")
+    train = open_split(config, config.data.train_split, progress=False)
+    evaluate = open_split(config, config.data.eval_split, progress=False)
+    teacher_path = run_dir / "teachers" / f"{config.teachers.fusion}.npz"
+    teacher = (
+        load_logits(teacher_path)
+        if config.distillation.enabled and teacher_path.is_file()
+        else None
+    )
+
+    twin = build_twin(student)
+    probe = np.asarray(next(iter(make_dataset(evaluate, config, batch_size=16)))[0])
+    twin_error = float(
+        np.abs(twin.predict(probe, verbose=0) - student.predict(probe, verbose=0)).max()
+    )
+    if twin_error > 1e-4:
+        raise RuntimeError(f"the tf_keras twin differs from the student by {twin_error}")
+    representative = [
+        np.asarray(x)
+        for x, _ in make_dataset(
+            train, config, training=True, seed=config.training.seed + 1, epochs=1
+        ).take(quantization.representative_batches)
+    ]
+
+    models = {"float": convert(twin, int8=False), "ptq_int8": convert(twin, representative)}
+    check_int8(models["ptq_int8"], "post-training int8 model")
+
+    qat_model = qat.make_qat_model(twin)
+    steps = steps_per_epoch(train, config.training.batch_size)
+
+    def train_dataset(first_epoch, epochs):
+        return make_dataset(
+            train,
+            config,
+            teacher_logits=teacher,
+            training=True,
+            seed=config.training.seed + 2,
+            first_epoch=first_epoch,
+            epochs=epochs,
+        )
+
+    print(
+        f"== QAT fine-tuning: {quantization.epochs} epochs "
+        f"({quantization.freeze_epochs} with frozen BN statistics and quantizer ranges)"
+    )
+    history = qat.fine_tune(
+        qat_model,
+        train_dataset,
+        steps,
+        quantization,
+        config.distillation,
+        teacher is not None,
+        verbose,
+    )
+    models["int8"] = convert(qat_model, representative)
+    ops = check_int8(models["int8"], "QAT int8 model")
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, model_bytes in models.items():
+        atomic_write_bytes(out / f"model_{name}.tflite", model_bytes)
+    write_c_array(models["int8"], out / "model_int8")
+
+    labels = np.array([r.label for r in evaluate.records])
+    devices = np.array([r.device for r in evaluate.records])
+    eval_batches = make_dataset(evaluate, config, batch_size=config.training.batch_size)
+    reports = {
+        "float Keras": device_report(labels, student.predict(eval_batches, verbose=0), devices)
+    }
+    titles = {"float": "float TFLite", "ptq_int8": "int8 PTQ", "int8": "int8 QAT"}
+    for name, model_bytes in models.items():
+        logits = TFLiteClassifier(model_bytes, source=name).predict_dataset(eval_batches)
+        reports[titles[name]] = device_report(labels, logits, devices)
+        write_report(reports[titles[name]], out, f"report_{name}", titles[name])
+
+    micro_inputs = np.concatenate([np.asarray(x) for x, _ in eval_batches])
+    micro = check_micro(models["int8"], micro_inputs[: quantization.micro_check_inputs])
+    summary = {
+        "accuracy": {name: r["accuracy"] for name, r in reports.items()},
+        "qat_drop_points": 100
+        * (reports["float Keras"]["accuracy"] - reports["int8 QAT"]["accuracy"]),
+        "ptq_drop_points": 100
+        * (reports["float Keras"]["accuracy"] - reports["int8 PTQ"]["accuracy"]),
+        "int8_ops": ops,
+        "twin_max_difference": twin_error,
+        "micro": micro,
+        "qat_history": history,
+        "reports": reports,
+    }
+    print(format_reports(reports, title=f"Float vs int8 on {config.data.eval_split}: accuracy (%)"))
+    print(
+        f"accuracy drop, float -> int8: QAT {summary['qat_drop_points']:.2f} points, "
+        f"post-training quantization {summary['ptq_drop_points']:.2f} points"
+    )
+    print(f"int8 ops: {', '.join(ops)}")
+    print(
+        f"TFLite Micro: {micro['inputs']} inputs, {micro['mismatched_outputs']} differ from "
+        f"LiteRT reference kernels; arena {micro['arena_bytes']} bytes, model "
+        f"{micro['model_bytes']} bytes"
+    )
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="QAT, int8 export and evaluation of a run")
+    parser.add_argument("run_dir")
+    parser.add_argument("--verbose", type=int, default=2)
+    args = parser.parse_args(argv)
+    quantize_run(args.run_dir, args.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

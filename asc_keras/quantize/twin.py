@@ -1,0 +1,158 @@
+"""Keras 3 model -> tf_keras (Keras 2) twin of standard layers with the same weights.
+
+tfmot's quantization-aware training accepts only tf_keras models. The twin rebuilds a
+DS-FlexiNet layer by layer: each `DSFlexiBlock` is unrolled into its convolutions, BN, ReLU,
+pooling and an `Add`, and `ResidualNorm` becomes `TwinResidualNorm` (the same formula in plain
+TensorFlow ops: MEAN, SQUARED_DIFFERENCE, RSQRT, SUB, MUL, ADD, all of which TFLite Micro runs
+in int8). Only this package imports tf_keras.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+_AXES = {"channel": (1, 2), "frequency": (2, 3)}
+
+
+class TwinResidualNorm(tf_keras.layers.Layer):
+    """tf_keras ResidualNorm: lambda * x + (x - mean) * rsqrt(var + epsilon)."""
+
+    def __init__(self, axis="channel", epsilon=1e-5, per_channel_lambda=False, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.epsilon, self.per_channel_lambda = axis, epsilon, per_channel_lambda
+
+    def build(self, input_shape):
+        shape = (input_shape[-1],) if self.per_channel_lambda else ()
+        self.residual_lambda = self.add_weight("residual_lambda", shape=shape, initializer="zeros")
+
+    def call(self, inputs):
+        axes = _AXES[self.axis]
+        mean = tf.reduce_mean(inputs, axes, keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(inputs, mean), axes, keepdims=True)
+        normalized = (inputs - mean) * tf.math.rsqrt(variance + self.epsilon)
+        return self.residual_lambda * inputs + normalized
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "epsilon": self.epsilon,
+            "per_channel_lambda": self.per_channel_lambda,
+        }
+
+
+def _twin_layer(layer, name):
+    """A tf_keras layer equal to the Keras 3 `layer` (weights copied by the caller)."""
+    kind = type(layer).__name__
+    config = layer.get_config()
+    L = tf_keras.layers
+    if kind == "ResidualNorm":
+        return TwinResidualNorm(
+            config["axis"], config["epsilon"], config["per_channel_lambda"], name=name
+        )
+    if kind == "Conv2D":
+        if config.get("groups", 1) != 1 or config["activation"] != "linear":
+            raise ValueError(f"layer {layer.name!r}: grouped or activated Conv2D has no twin")
+        return L.Conv2D(
+            config["filters"],
+            config["kernel_size"],
+            strides=config["strides"],
+            padding=config["padding"],
+            use_bias=config["use_bias"],
+            name=name,
+        )
+    if kind == "DepthwiseConv2D":
+        return L.DepthwiseConv2D(
+            config["kernel_size"],
+            strides=config["strides"],
+            padding=config["padding"],
+            use_bias=config["use_bias"],
+            depth_multiplier=config["depth_multiplier"],
+            name=name,
+        )
+    if kind == "BatchNormalization":
+        return L.BatchNormalization(
+            momentum=config["momentum"],
+            epsilon=config["epsilon"],
+            center=config["center"],
+            scale=config["scale"],
+            name=name,
+        )
+    if kind == "ReLU":
+        return L.ReLU(name=name)
+    if kind == "AveragePooling2D":
+        return L.AveragePooling2D(
+            config["pool_size"], strides=config["strides"], padding=config["padding"], name=name
+        )
+    if kind == "MaxPooling2D":
+        return L.MaxPooling2D(
+            config["pool_size"], strides=config["strides"], padding=config["padding"], name=name
+        )
+    if kind == "GlobalAveragePooling2D":
+        return L.GlobalAveragePooling2D(name=name)
+    if kind == "Add":
+        return L.Add(name=name)
+    if kind == "Dense":
+        if config["activation"] != "linear" or len(layer.input.shape) != 2:
+            raise ValueError(f"layer {layer.name!r}: only a linear Dense on vectors has a twin")
+        return L.Conv2D(config["units"], 1, use_bias=config["use_bias"], name=name)
+    raise ValueError(
+        f"layer {layer.name!r} of type {kind} has no tf_keras twin; the quantization path "
+        f"takes DS-FlexiNet and CP-ResNet models"
+    )
+
+
+def _dense_as_convolution(layer, name, pairs):
+    """A Dense head as Reshape -> 1x1 Conv2D -> Reshape: the same function, converted to
+    CONV_2D instead of FULLY_CONNECTED. TFLite Micro's int8 FULLY_CONNECTED kernel rounds
+    differently from LiteRT's reference kernel (one LSB off on some outputs), while their
+    CONV_2D kernels agree bit for bit."""
+    conv = _twin_layer(layer, name)
+    pairs.append((conv, layer))
+    units, width = layer.get_config()["units"], layer.input.shape[-1]
+
+    def apply(x):
+        x = tf_keras.layers.Reshape((1, 1, width), name=f"{name}_to_map")(x)
+        return tf_keras.layers.Reshape((units,), name=f"{name}_to_vector")(conv(x))
+
+    return apply
+
+
+def build_twin(model):
+    """The tf_keras functional twin of a Keras 3 functional `model`, weights copied."""
+    pairs = []
+
+    def make(layer, name):
+        if type(layer).__name__ == "Dense":
+            return _dense_as_convolution(layer, name, pairs)
+        twin = _twin_layer(layer, name)
+        pairs.append((twin, layer))
+        return twin
+
+    tensors = {}
+    inputs = tf_keras.Input(model.input_shape[1:], name=model.layers[0].name)
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            tensors[id(layer.output)] = inputs
+            continue
+        sources = layer.input if isinstance(layer.input, list) else [layer.input]
+        args = [tensors[id(t)] for t in sources]
+        x = args if len(args) > 1 else args[0]
+        if hasattr(layer, "sequential_paths"):
+            branches = []
+            for path in layer.sequential_paths():
+                y = x
+                for sub in path:
+                    y = make(sub, f"{layer.name}_{sub.name}")(y)
+                branches.append(y)
+            out = tf_keras.layers.Add(name=f"{layer.name}_add")(branches)
+        else:
+            out = make(layer, layer.name)(x)
+        tensors[id(layer.output)] = out
+    twin = tf_keras.Model(inputs, tensors[id(model.output)], name=f"{model.name}_twin")
+    for twin_layer, layer in pairs:
+        weights = [np.asarray(w) for w in layer.get_weights()]
+        if type(layer).__name__ == "Dense":
+            weights[0] = weights[0].reshape(1, 1, *weights[0].shape)
+        twin_layer.set_weights(weights)
+    return twin

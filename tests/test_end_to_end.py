@@ -1,0 +1,101 @@
+"""tools/train.py through every stage on a small synthetic dataset, then the int8 tools."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_tool(name, *args, check=True):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / name), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+@pytest.mark.slow
+def test_the_whole_recipe_ends_with_a_checked_int8_model(tmp_path, synthetic_root):
+    teacher = tmp_path / "teacher.yaml"
+    teacher.write_text(
+        yaml.safe_dump(
+            {
+                "augment": {
+                    "dir": {"folder": "impulse_responses", "probability": 0.4},
+                    "freq_mixstyle": {"probability": 0.8, "alpha": 0.4},
+                },
+                "model": {"architecture": "cp_resnet", "width": 8},
+                "training": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0},
+                "distillation": {"enabled": False},
+            }
+        )
+    )
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"root": str(synthetic_root), "cache_dir": str(tmp_path / "cache")},
+                "augment": {"dir": {"folder": "impulse_responses", "energy_threshold": "auto"}},
+                "model": {"variant": "sm1"},
+                "training": {"epochs": 2, "batch_size": 16, "warmup_epochs": 1},
+                "teachers": {"train_count": 2, "config": "teacher.yaml", "fusion": "fused"},
+                "distillation": {"label_weight": 0.1},
+                "quantization": {
+                    "epochs": 1,
+                    "freeze_epochs": 1,
+                    "representative_batches": 2,
+                    "micro_check_inputs": 20,
+                },
+            }
+        )
+    )
+    run_tool("train.py", config, "--out", tmp_path / "run", "--quiet")
+
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    quantized = summary["quantized"]
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "RSQRT", "MUL"} <= set(quantized["int8_ops"])
+    assert quantized["twin_max_difference"] < 1e-4
+    assert quantized["micro"]["inputs"] == 20 and quantized["micro"]["arena_bytes"] > 0
+    assert quantized["micro"]["max_int8_difference"] <= 1
+    for name in (
+        "model_int8.tflite",
+        "model_ptq_int8.tflite",
+        "model_float.tflite",
+        "model_int8.h",
+        "model_int8.cc",
+        "report_int8.json",
+        "report_int8_confusion.png",
+    ):
+        assert (run / "quantized" / name).is_file(), name
+    assert set(summary["reports"]) == {"student"}
+    assert (run / "teachers" / "fused.npz").is_file()
+
+    # Rerunning a finished run only reports: every stage is skipped.
+    again = run_tool("train.py", config, "--out", run, "--quiet")
+    assert "== teacher" not in again.stdout and "QAT fine-tuning" not in again.stdout
+
+    evaluated = run_tool(
+        "evaluate.py", run / "quantized" / "model_int8.tflite", config, "--out", tmp_path / "eval"
+    )
+    report = json.loads((tmp_path / "eval" / "model_int8_evaluate.json").read_text())
+    assert report["accuracy"] == pytest.approx(
+        json.loads((run / "quantized" / "report_int8.json").read_text())["accuracy"]
+    )
+    assert "S6" in evaluated.stdout
+
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(config.read_text().replace("variant: sm1", "variant: sm1\n  num_classes: 5"))
+    refused = run_tool("evaluate.py", run / "quantized" / "model_int8.tflite", wrong, check=False)
+    assert (
+        refused.returncode == 2 and "10 classes" in refused.stderr and "5 classes" in refused.stderr
+    )

@@ -1,0 +1,91 @@
+"""Every DS-FlexiNet variant through the int8 path: ops, TFLite Micro agreement, arena size.
+
+    python tools/check_int8_variants.py [--variants sm1 sm2] [--norms residual batch] [--json]
+
+For each variant and stage normalisation it builds the model (random weights: the checks do
+not depend on training), its tf_keras twin and the tfmot QAT model. Training-mode passes over
+random log-mel-like inputs set the quantizer ranges, as QAT fine-tuning would, and the int8
+TFLite model is calibrated on the same inputs. Then it checks that every op is int8 and runs 100
+inputs in TFLite Micro against LiteRT's reference kernels. Exits 1 if any check fails.
+"""
+
+import argparse
+import json
+
+from asc_keras import cli
+
+cli.quiet_tensorflow()
+
+import keras  # noqa: E402  (Keras 3 before tfmot)
+import numpy as np  # noqa: E402
+
+from asc_keras.complexity import count_model  # noqa: E402
+from asc_keras.models import VARIANTS, ds_flexinet  # noqa: E402
+from asc_keras.utils import format_table  # noqa: E402
+
+
+def check_variant(variant, norm, inputs):
+    from asc_keras.quantize import qat
+    from asc_keras.quantize.convert import check_int8, convert
+    from asc_keras.quantize.micro import check_micro
+    from asc_keras.quantize.twin import build_twin
+
+    keras.utils.set_random_seed(0)
+    model = ds_flexinet(variant, norm=norm)
+    twin = build_twin(model)
+    qat_model = qat.make_qat_model(twin)
+    for start in range(0, len(inputs), 16):  # training-mode passes set the quantizer ranges
+        qat_model(inputs[start : start + 16], training=True)
+    int8 = convert(qat_model, [inputs[:32]])
+    ops = check_int8(int8, f"{variant} ({norm})")
+    micro = check_micro(int8, inputs)
+    return {
+        "variant": variant,
+        "norm": norm,
+        "params": count_model(model).params,
+        "ops": ops,
+        **micro,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=sorted(VARIANTS))
+    parser.add_argument("--norms", nargs="+", default=["residual", "batch"])
+    parser.add_argument("--inputs", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    inputs = np.random.default_rng(0).normal(-4.0, 3.0, (args.inputs, 256, 64, 1))
+    rows = [
+        check_variant(v, n, inputs.astype(np.float32)) for v in args.variants for n in args.norms
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = [
+            [
+                r["variant"],
+                r["norm"],
+                f"{r['params']}",
+                "yes",
+                f"{r['inputs'] - r['mismatched_outputs']}/{r['inputs']}",
+                f"{r['arena_bytes'] / 1024:.1f}",
+                f"{r['model_bytes'] / 1024:.1f}",
+            ]
+            for r in rows
+        ]
+        headers = [
+            "variant",
+            "norm",
+            "params",
+            "all ops int8",
+            "Micro = LiteRT ref",
+            "arena KiB",
+            "model KiB",
+        ]
+        print(format_table(headers, table, title="int8 TFLite per variant (QAT path)"))
+    return 1 if any(r["mismatched_outputs"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

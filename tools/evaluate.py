@@ -1,0 +1,85 @@
+"""Accuracy per device of a `.tflite` (LiteRT interpreter) or `.keras` model on a split.
+
+    python tools/evaluate.py runs/sm2/quantized/model_int8.tflite configs/sm2.yaml
+
+Writes a JSON file with every figure and a confusion-matrix PNG (default next to the model).
+"""
+
+import argparse
+from pathlib import Path
+
+from asc_keras import cli
+
+cli.quiet_tensorflow()
+
+import numpy as np  # noqa: E402
+
+from asc_keras.audio import num_frames  # noqa: E402
+from asc_keras.config import load_config  # noqa: E402
+from asc_keras.data.pipeline import make_dataset, open_split  # noqa: E402
+from asc_keras.evaluation import device_report, format_reports  # noqa: E402
+from asc_keras.evaluation.report import write_report  # noqa: E402
+
+
+def load_classifier(path, input_shape, num_classes):
+    """A `predict(dataset) -> logits` for the model file, checked against the config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist")
+    if path.suffix == ".tflite":
+        from asc_keras.evaluation.tflite import TFLiteClassifier
+
+        model = TFLiteClassifier(path.read_bytes(), source=str(path))
+        model.check(input_shape, num_classes)
+        return model.predict_dataset
+    if path.suffix == ".keras":
+        import keras
+
+        try:
+            model = keras.saving.load_model(path)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"{path}: not a loadable .keras model: {error}") from error
+        shape, classes = tuple(model.input_shape[1:]), model.output_shape[-1]
+        if shape != tuple(input_shape) or classes != num_classes:
+            raise ValueError(
+                f"{path} takes inputs {shape} and gives {classes} classes; the "
+                f"config gives inputs {tuple(input_shape)} and {num_classes}"
+            )
+        return lambda dataset: model.predict(dataset, verbose=0)
+    raise ValueError(f"{path}: unknown model type {path.suffix!r}; expected .tflite or .keras")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help=".tflite or .keras model")
+    parser.add_argument("config", help="the config the model was trained with")
+    parser.add_argument("--split", help="default: the config's data.eval_split")
+    parser.add_argument("--data-root", help="dataset folder with meta.csv")
+    parser.add_argument("--out", help="folder for the report (default: next to the model)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    frames = num_frames(
+        int(config.data.sample_rate * config.data.duration), config.frontend.hop_length
+    )
+    predict = load_classifier(
+        args.model, (config.frontend.n_mels, frames, 1), config.model.num_classes
+    )
+    split = args.split or config.data.eval_split
+    cache = open_split(config, split, args.data_root)
+    logits = predict(make_dataset(cache, config, batch_size=config.training.batch_size))
+    report = device_report(
+        [r.label for r in cache.records], logits, np.array([r.device for r in cache.records])
+    )
+    name = f"{Path(args.model).stem}_{split}"
+    out = Path(args.out) if args.out else Path(args.model).parent
+    write_report(report, out, name, f"{Path(args.model).name} on {split}")
+    print(format_reports({Path(args.model).name: report}, title=f"{split}: accuracy (%)"))
+    print(
+        f"macro class accuracy {100 * report['macro_class_accuracy']:.2f} %; report: "
+        f"{out / (name + '.json')}, confusion matrix: {out / (name + '_confusion.png')}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
