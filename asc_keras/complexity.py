@@ -178,3 +178,59 @@ def variant_report(variants=None, norm="residual"):
             }
         )
     return rows
+
+
+def folded_param_count(complexity):
+    """The parameter count after conversion folds each BatchNorm that follows a convolution
+    into it (gamma and beta, 2C, become a bias, C): what `count_tflite` finds in the
+    converted model."""
+    params = complexity.params
+    previous = None
+    for row in complexity.layers:
+        if row.kind == "BatchNormalization" and previous in ("Conv2D", "DepthwiseConv2D"):
+            params -= row.params // 2
+        previous = row.kind
+    return params
+
+
+# Ops whose constant operands are parameters: weights and biases of the multiply-accumulate
+# ops, MUL factors (ResidualNorm lambda, BatchNorm scales) and per-channel ADD offsets
+# (BatchNorms that follow no convolution). A scalar ADD constant is ResidualNorm's epsilon,
+# a fixed number rather than a parameter.
+_PARAMETER_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MUL", "ADD")
+
+
+def count_tflite(model_bytes):
+    """Parameters and parameter bytes of a `.tflite` model, from its constant tensors."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    try:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(model_bytes), 0))
+    except Exception as error:  # the flatbuffer reader raises assorted errors on garbage
+        raise ValueError(f"not a TFLite model: {error}") from error
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    sizes = {
+        schema.TensorType.INT8: 1,
+        schema.TensorType.INT32: 4,
+        schema.TensorType.FLOAT32: 4,
+        schema.TensorType.INT16: 2,
+    }
+    params = param_bytes = 0
+    seen = set()
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            if name not in _PARAMETER_OPS:
+                continue
+            for index in op.inputs:
+                tensor = graph.tensors[index] if index >= 0 else None
+                if tensor is None or index in seen or model.buffers[tensor.buffer].data is None:
+                    continue
+                seen.add(index)
+                count = int(math.prod(tensor.shape)) if tensor.shape is not None else 1
+                if name == "ADD" and count == 1:
+                    continue
+                params += count
+                param_bytes += count * sizes.get(tensor.type, 4)
+    return {"params": params, "param_bytes": param_bytes, "file_bytes": len(model_bytes)}

@@ -80,6 +80,18 @@ def test_the_whole_recipe_ends_with_a_checked_int8_model(tmp_path, synthetic_roo
     assert set(summary["reports"]) == {"student"}
     assert (run / "teachers" / "fused.npz").is_file()
 
+    # The int8 model holds the student's parameters: at least the count with every BatchNorm
+    # folded into its convolution, at most the unfolded count (the converter leaves some
+    # depthwise BatchNorms as MUL + ADD; seen for sm1, not for sm2).
+    import keras
+
+    from asc_keras.complexity import count_model, count_tflite, folded_param_count
+
+    student = keras.saving.load_model(run / "student" / "last.keras")
+    int8_bytes = (run / "quantized" / "model_int8.tflite").read_bytes()
+    counted = count_model(student)
+    assert folded_param_count(counted) <= count_tflite(int8_bytes)["params"] <= counted.params
+
     # Rerunning a finished run only reports: every stage is skipped.
     again = run_tool("train.py", config, "--out", run, "--quiet")
     assert "== teacher" not in again.stdout and "QAT fine-tuning" not in again.stdout

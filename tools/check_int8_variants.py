@@ -6,7 +6,10 @@ For each variant and stage normalisation it builds the model (random weights: th
 not depend on training), its tf_keras twin and the tfmot QAT model. Training-mode passes over
 random log-mel-like inputs set the quantizer ranges, as QAT fine-tuning would, and the int8
 TFLite model is calibrated on the same inputs. Then it checks that every op is int8 and runs 100
-inputs in TFLite Micro against LiteRT's reference kernels. Exits 1 if any check fails.
+inputs in TFLite Micro against LiteRT's reference kernels (exit 1 if any output differs).
+It also prints the TFLite parameter count beside the Keras count with every BatchNorm folded:
+the converter leaves some depthwise BatchNorms unfolded (a MUL and an ADD), so the TFLite
+count lies between that and the unfolded Keras count.
 """
 
 import argparse
@@ -19,7 +22,7 @@ cli.quiet_tensorflow()
 import keras  # noqa: E402  (Keras 3 before tfmot)
 import numpy as np  # noqa: E402
 
-from asc_keras.complexity import count_model  # noqa: E402
+from asc_keras.complexity import count_model, count_tflite, folded_param_count  # noqa: E402
 from asc_keras.models import VARIANTS, ds_flexinet  # noqa: E402
 from asc_keras.utils import format_table  # noqa: E402
 
@@ -39,10 +42,13 @@ def check_variant(variant, norm, inputs):
     int8 = convert(qat_model, [inputs[:32]])
     ops = check_int8(int8, f"{variant} ({norm})")
     micro = check_micro(int8, inputs)
+    counted = count_model(model)
     return {
         "variant": variant,
         "norm": norm,
-        "params": count_model(model).params,
+        "params": counted.params,
+        "folded_params": folded_param_count(counted),
+        "tflite_params": count_tflite(int8)["params"],
         "ops": ops,
         **micro,
     }

@@ -31,6 +31,22 @@ def main(argv=None):
         rows = variant_report(norm=args.norm)
     elif args.target in VARIANTS:
         rows = variant_report([args.target], norm=args.norm)
+    elif args.target.endswith(".tflite"):
+        from asc_keras.complexity import count_tflite
+
+        path = Path(args.target)
+        if not path.is_file():
+            raise ValueError(f"model file {args.target!r} does not exist")
+        counted = count_tflite(path.read_bytes())
+        if args.json:
+            print(json.dumps(counted, indent=2))
+        else:
+            print(
+                f"{path.name}: {counted['params']} parameters (BatchNorms folded into their "
+                f"convolutions), {counted['param_bytes']} bytes of parameters (int8 weights, "
+                f"int32 biases), file {counted['file_bytes']} bytes"
+            )
+        return 0
     elif not Path(args.target).is_file():
         raise ValueError(
             f"{args.target!r} is neither a variant ({', '.join(sorted(VARIANTS))}) "

@@ -1,0 +1,40 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_sm1_is_all_int8_and_runs_alike_in_tflite_micro():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "check_int8_variants.py"),
+            "--variants",
+            "sm1",
+            "--norms",
+            "residual",
+            "batch",
+            "--inputs",
+            "100",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    rows = json.loads(result.stdout[result.stdout.index("[") :])
+    for row in rows:
+        assert row["inputs"] == 100 and row["arena_bytes"] > 0
+        assert row["folded_params"] <= row["tflite_params"] <= row["params"], row
+        assert row["max_int8_difference"] <= 1, row  # int8 RSQRT may round 1 LSB apart
+    assert result.returncode == (1 if any(r["mismatched_outputs"] for r in rows) else 0)
+    residual, batch = rows
+    assert {"MEAN", "RSQRT", "SQUARED_DIFFERENCE"} <= set(residual["ops"])
+    assert "RSQRT" not in batch["ops"] and batch["mismatched_outputs"] == 0

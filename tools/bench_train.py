@@ -1,0 +1,138 @@
+"""Training samples/s of DS-FlexiNet on every Keras backend beside plain PyTorch eager.
+
+    python tools/bench_train.py [--variant sm2] [--batch 256] [--threads 2] [--reps 5]
+
+Each backend runs in its own process (the backend is fixed at the first `import keras`); the
+PyTorch reference is tools/torch_reference.py (same layers, parameters and MACs). A sample is
+one 256 x 64 log-mel clip through a full training step: forward, loss, backward, optimiser.
+Warm-up steps are excluded; the figure is the median of the timed repetitions.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WORKER_STEPS = 5
+
+
+def worker(kind, variant, batch, threads, reps):
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(batch, 256, 64, 1)).astype(np.float32)
+    y = np.arange(batch) % 10
+    if kind == "torch-reference":
+        import torch
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from torch_reference import ds_flexinet_torch
+
+        torch.set_num_threads(threads)
+        model = ds_flexinet_torch(variant)
+        optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+        inputs = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+        labels = torch.from_numpy(y)
+
+        def step():
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(inputs), labels)
+            loss.backward()
+            optimizer.step()
+    else:
+        import keras
+
+        from asc_keras import ds_flexinet
+
+        model = ds_flexinet(variant)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+
+        def step():
+            model.train_on_batch(x, y)
+
+    for _ in range(3):
+        step()
+    rates = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(WORKER_STEPS):
+            step()
+        rates.append(WORKER_STEPS * batch / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def thread_environment(kind, threads):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": str(threads)}
+    if kind != "torch-reference":
+        env["KERAS_BACKEND"] = kind
+        env["TF_NUM_INTRAOP_THREADS"] = str(threads)
+        env["TF_NUM_INTEROP_THREADS"] = "1"
+        env["XLA_FLAGS"] = (
+            f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}"
+        )
+    return env
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="sm2")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.variant, args.batch, args.threads, args.reps)))
+        return 0
+
+    from asc_keras.utils import format_table
+
+    results = {}
+    for kind in ["torch-reference", *args.backends]:
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            kind,
+            "--variant",
+            args.variant,
+            "--batch",
+            str(args.batch),
+            "--threads",
+            str(args.threads),
+            "--reps",
+            str(args.reps),
+        ]
+        done = subprocess.run(
+            command, env=thread_environment(kind, args.threads), capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{kind} benchmark failed:\n{done.stderr[-2000:]}")
+        results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+    reference = results["torch-reference"]
+    rows = [
+        [
+            ("Keras/" + k) if k != "torch-reference" else "PyTorch eager reference",
+            f"{v:.0f}",
+            f"{v / reference:.2f}x",
+        ]
+        for k, v in results.items()
+    ]
+    print(
+        format_table(
+            ["backend", "samples/s", "vs PyTorch"],
+            rows,
+            title=f"training step, {args.variant}, batch {args.batch}, {args.threads} threads",
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
