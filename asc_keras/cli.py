@@ -24,3 +24,16 @@ def run(main):
             "interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr
         )
         sys.exit(130)
+
+
+def read_tflite(path):
+    """The bytes of a `.tflite` file; a clear error when it is missing or not a TFLite model."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist")
+    data = path.read_bytes()
+    if data[4:8] != b"TFL3":
+        raise ValueError(f"{path} is not a TFLite model (no TFL3 identifier)")
+    return data

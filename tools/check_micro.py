@@ -26,9 +26,7 @@ def main(argv=None):
     parser.add_argument("--data-root", help="dataset folder with meta.csv")
     args = parser.parse_args(argv)
     path = Path(args.model)
-    if not path.is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist")
-    model_bytes = path.read_bytes()
+    model_bytes = cli.read_tflite(path)
     from asc_keras.evaluation.tflite import TFLiteClassifier
 
     shape = TFLiteClassifier(model_bytes, source=str(path)).input_shape

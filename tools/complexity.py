@@ -35,9 +35,7 @@ def main(argv=None):
         from asc_keras.complexity import count_tflite
 
         path = Path(args.target)
-        if not path.is_file():
-            raise ValueError(f"model file {args.target!r} does not exist")
-        counted = count_tflite(path.read_bytes())
+        counted = count_tflite(cli.read_tflite(path))
         if args.json:
             print(json.dumps(counted, indent=2))
         else:

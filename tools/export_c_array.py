@@ -4,7 +4,6 @@ python tools/export_c_array.py runs/sm2/quantized/model_int8.tflite out/asc_mode
 """
 
 import argparse
-from pathlib import Path
 
 from asc_keras import cli
 from asc_keras.quantize.c_array import write_c_array
@@ -16,12 +15,7 @@ def main(argv=None):
     parser.add_argument("out", help="output path without suffix (writes OUT.h and OUT.cc)")
     parser.add_argument("--name", help="C array name (default: the output file name)")
     args = parser.parse_args(argv)
-    path = Path(args.model)
-    if not path.is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist")
-    data = path.read_bytes()
-    if data[4:8] != b"TFL3":
-        raise ValueError(f"{path} is not a TFLite model (no TFL3 identifier)")
+    data = cli.read_tflite(args.model)
     header, source = write_c_array(data, args.out, args.name)
     print(f"wrote {header} and {source} ({len(data)} bytes)")
     return 0

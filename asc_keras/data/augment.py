@@ -48,13 +48,30 @@ def load_impulse_responses(folder, sample_rate):
     return [load_audio(path, sample_rate, duration=None) for path in paths]
 
 
+def fast_fft_length(minimum):
+    """The smallest length >= `minimum` whose only prime factors are 2, 3 and 5: FFTs of such
+    lengths are as fast per sample as powers of two, and up to half as long."""
+    best = 1 << (minimum - 1).bit_length()
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            length = power35
+            while length < minimum:
+                length *= 2
+            best = min(best, length)
+            power35 *= 3
+        power5 *= 5
+    return best
+
+
 class ImpulseResponses:
     """A set of impulse responses held as spectra for fast FFT convolution of clips."""
 
     def __init__(self, responses, clip_samples):
         longest = max(len(r) for r in responses)
         # A circular convolution this long equals the linear one on the first clip_samples.
-        self.fft_length = int(2 ** np.ceil(np.log2(clip_samples + longest - 1)))
+        self.fft_length = fast_fft_length(clip_samples + longest - 1)
         self.clip_samples = clip_samples
         padded = np.zeros((len(responses), self.fft_length), np.float32)
         for i, r in enumerate(responses):

@@ -134,6 +134,11 @@ def fine_tune(qat_model, train_dataset, steps, quantization, distillation, with_
     """QAT fine-tuning: `quantization.epochs` epochs, the last `freeze_epochs` with frozen
     BN statistics and quantizer ranges. `train_dataset(first_epoch, epochs)` yields batches."""
     loss = make_loss(distillation.temperature, distillation.label_weight_end)
+    # Calibration first, as PyTorch's observers do: training-mode passes set the quantizer
+    # ranges (tfmot takes them from the first batch, then moves them slowly) and BN
+    # statistics from several batches before any weight changes.
+    for features, _ in train_dataset(0, 1).take(quantization.representative_batches):
+        qat_model(features, training=True)
     free_epochs = max(0, quantization.epochs - quantization.freeze_epochs)
     history = {}
     for model, first, last in (

@@ -142,3 +142,16 @@ def test_impulse_responses_are_resampled_not_normalised(tmp_path):
     (loaded,) = augment.load_impulse_responses(tmp_path, 32000)
     assert len(loaded) == 320
     assert 0.3 < np.max(np.abs(loaded)) < 0.6
+
+
+def test_fft_length_is_the_smallest_5_smooth_length():
+    def smooth(n):
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for minimum in list(range(1, 300)) + [32399, 35999, 40001]:
+        length = augment.fast_fft_length(minimum)
+        assert length >= minimum and smooth(length)
+        assert not any(smooth(n) for n in range(minimum, length))
