@@ -74,10 +74,12 @@ def op_table(model_bytes):
 
 
 def check_int8(model_bytes, name="model"):
-    """Raises `NotInt8Error` listing every op that reads or writes a floating-point tensor."""
+    """Raises `NotInt8Error` listing every op that reads or writes a floating-point tensor;
+    returns the sorted op names."""
+    ops = op_table(model_bytes)
     floating = [
         f"{op} ({', '.join(str(t) for t in operands)} -> {', '.join(str(t) for t in results)})"
-        for op, operands, results in op_table(model_bytes)
+        for op, operands, results in ops
         if any(t.type not in INTEGER_TYPES for t in operands + results)
     ]
     if floating:
@@ -85,4 +87,4 @@ def check_int8(model_bytes, name="model"):
             f"{name} computes in floating point in {len(floating)} op(s): "
             + "; ".join(floating[:8])
         )
-    return sorted({op for op, _, _ in op_table(model_bytes)})
+    return sorted({op for op, _, _ in ops})
