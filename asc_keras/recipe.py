@@ -32,6 +32,14 @@ class Splits:
     train: object  # WaveformCache
     evaluate: object
 
+    @classmethod
+    def open(cls, config, progress=True):
+        """The waveform caches of config.data's training and evaluation splits."""
+        return cls(
+            open_split(config, config.data.train_split, progress=progress),
+            open_split(config, config.data.eval_split, progress=progress),
+        )
+
     def labels(self, split):
         return np.array([r.label for r in getattr(self, split).records])
 
@@ -193,9 +201,7 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
     root = resolve_data_root(config, data_root)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
     save_config(config, run_dir / "config.yaml")
-    splits = Splits(
-        open_split(config, config.data.train_split), open_split(config, config.data.eval_split)
-    )
+    splits = Splits.open(config)
     summary = {"run_dir": str(run_dir), "reports": {}}
 
     teacher = None

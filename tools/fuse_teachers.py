@@ -11,7 +11,7 @@ from asc_keras import cli
 cli.quiet_tensorflow()
 
 from asc_keras.config import Config, load_config  # noqa: E402
-from asc_keras.data.pipeline import open_split, resolve_data_root  # noqa: E402
+from asc_keras.data.pipeline import resolve_data_root  # noqa: E402
 from asc_keras.distill import load_logits  # noqa: E402
 from asc_keras.evaluation import format_reports  # noqa: E402
 from asc_keras.recipe import Splits, fusion_report  # noqa: E402
@@ -30,9 +30,7 @@ def main(argv=None):
         config.data, root=str(resolve_data_root(config, args.data_root))
     )
     teachers = [load_logits(path) for path in args.logits]
-    splits = Splits(
-        open_split(config, config.data.train_split), open_split(config, config.data.eval_split)
-    )
+    splits = Splits.open(config)
     fused, reports = fusion_report(teachers, splits)
     print(format_reports(reports, title="Teacher logits: accuracy (%) per device"))
     print(

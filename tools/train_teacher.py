@@ -12,7 +12,7 @@ from asc_keras import cli
 cli.quiet_tensorflow()
 
 from asc_keras.config import load_config  # noqa: E402
-from asc_keras.data.pipeline import open_split, resolve_data_root  # noqa: E402
+from asc_keras.data.pipeline import resolve_data_root  # noqa: E402
 from asc_keras.recipe import Splits, train_teacher  # noqa: E402
 
 
@@ -29,9 +29,7 @@ def main(argv=None):
         config.training = dataclasses.replace(config.training, seed=args.seed)
     root = resolve_data_root(config, args.data_root)
     config.data = dataclasses.replace(config.data, root=str(root))
-    splits = Splits(
-        open_split(config, config.data.train_split), open_split(config, config.data.eval_split)
-    )
+    splits = Splits.open(config)
     out = Path(args.out or f"runs/{Path(args.config).stem}-seed{config.training.seed}")
     path = train_teacher(config, out, splits, root, args.resume)
     print(f"teacher logits: {path}")

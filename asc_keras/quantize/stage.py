@@ -19,7 +19,7 @@ import keras  # noqa: E402  (Keras 3 first: the student is a Keras 3 model)
 import numpy as np  # noqa: E402
 
 from asc_keras.config import load_config  # noqa: E402
-from asc_keras.data.pipeline import make_dataset, open_split, steps_per_epoch  # noqa: E402
+from asc_keras.data.pipeline import make_dataset, steps_per_epoch  # noqa: E402
 from asc_keras.distill import load_logits  # noqa: E402
 from asc_keras.evaluation import device_report, format_reports  # noqa: E402
 from asc_keras.evaluation.report import write_report  # noqa: E402
@@ -29,6 +29,7 @@ from asc_keras.quantize.c_array import write_c_array  # noqa: E402
 from asc_keras.quantize.convert import check_int8, convert  # noqa: E402
 from asc_keras.quantize.micro import check_micro  # noqa: E402
 from asc_keras.quantize.twin import build_twin  # noqa: E402
+from asc_keras.recipe import Splits  # noqa: E402
 from asc_keras.utils import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 
@@ -40,8 +41,8 @@ def quantize_run(run_dir, verbose=2):
     config = load_config(run_dir / "config.yaml")
     quantization = config.quantization
     student = keras.saving.load_model(run_dir / "student" / "last.keras")
-    train = open_split(config, config.data.train_split, progress=False)
-    evaluate = open_split(config, config.data.eval_split, progress=False)
+    splits = Splits.open(config, progress=False)
+    train, evaluate = splits.train, splits.evaluate
     teacher_path = run_dir / "teachers" / f"{config.teachers.fusion}.npz"
     teacher = (
         load_logits(teacher_path)
@@ -101,8 +102,7 @@ def quantize_run(run_dir, verbose=2):
         atomic_write_bytes(out / f"model_{name}.tflite", model_bytes)
     write_c_array(models["int8"], out / "model_int8")
 
-    labels = np.array([r.label for r in evaluate.records])
-    devices = np.array([r.device for r in evaluate.records])
+    labels, devices = splits.labels("evaluate"), splits.devices("evaluate")
     eval_batches = make_dataset(evaluate, config, batch_size=config.training.batch_size)
     reports = {
         "float Keras": device_report(labels, student.predict(eval_batches, verbose=0), devices)
