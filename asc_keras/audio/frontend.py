@@ -25,9 +25,12 @@ class LogMel:
     normalisation unless `htk`), natural log.
 
     Reference: paper section III-B; DESIGN.md "Front end".
+
+    `jit_compile` runs it as one XLA computation (the default, and the fastest on CPU);
+    False keeps the plain TensorFlow graph.
     """
 
-    def __init__(self, config=None, sample_rate=32000):
+    def __init__(self, config=None, sample_rate=32000, jit_compile=True):
         self.config = config = config or FrontEndConfig()
         self.sample_rate = sample_rate
         if config.win_length > config.n_fft:
@@ -64,10 +67,17 @@ class LogMel:
             used = np.nonzero(block.any(axis=1))[0]
             low, high = (used[0], used[-1] + 1) if used.size else (0, 1)
             self.mel_blocks.append((int(low), int(high), tf.constant(block[low:high])))
+        # XLA fuses the padding, framing, windowing and power spectrum around the FFT: on
+        # 2 CPU cores the front end runs ~1.8x faster inside tf.data than the plain graph
+        # (README, Performance). One compilation per input shape; the result is the same
+        # within 1e-6.
+        self._log_mel = tf.function(self._log_mel, jit_compile=jit_compile, autograph=False)
 
     def __call__(self, waveform):
+        return self._log_mel(tf.convert_to_tensor(waveform, tf.float32))
+
+    def _log_mel(self, waveform):
         c = self.config
-        waveform = tf.convert_to_tensor(waveform, tf.float32)
         samples = waveform.shape[-1]
         frames = num_frames(samples, c.hop_length)
         pad = c.n_fft // 2
