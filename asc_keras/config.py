@@ -130,6 +130,25 @@ class QuantizationConfig:
 
 
 @dataclasses.dataclass
+class DistributionConfig:
+    """How training is spread over devices and machines (README, "Scaling out").
+
+    training.batch_size is always the global batch: it is split evenly over all replicas.
+    """
+
+    strategy: typing.Literal["none", "mirrored", "multi_worker", "data_parallel"] = "none"
+    # mirrored / data_parallel: the devices to use, e.g. ["/gpu:0", "/gpu:1"] (TensorFlow)
+    # or ["gpu:0", "gpu:1"] (JAX); empty: every local GPU (mirrored; the CPU if none) or
+    # every JAX device (data_parallel).
+    devices: list[str] = dataclasses.field(default_factory=list)
+    # The peak learning rate used is training.learning_rate * f(batch_size /
+    # reference_batch_size), f = 1 (none), the ratio (linear) or its square root (sqrt).
+    learning_rate_scaling: typing.Literal["none", "linear", "sqrt"] = "none"
+    reference_batch_size: int = 256
+    sync_batch_norm: bool = True  # mirrored / multi_worker: BN statistics over the global batch
+
+
+@dataclasses.dataclass
 class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     frontend: FrontEndConfig = dataclasses.field(default_factory=FrontEndConfig)
@@ -139,6 +158,7 @@ class Config:
     teachers: TeachersConfig = dataclasses.field(default_factory=TeachersConfig)
     distillation: DistillationConfig = dataclasses.field(default_factory=DistillationConfig)
     quantization: QuantizationConfig = dataclasses.field(default_factory=QuantizationConfig)
+    distribution: DistributionConfig = dataclasses.field(default_factory=DistributionConfig)
 
 
 def _type_name(tp):

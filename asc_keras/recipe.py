@@ -10,6 +10,7 @@ finished run only prints its summary, and `resume=True` continues an interrupted
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,12 @@ from asc_keras.data.pipeline import make_dataset, open_split, resolve_data_root,
 from asc_keras.data.tau22 import CLASSES
 from asc_keras.distill import Distiller, LabelWeightSchedule, TeacherLogits, load_logits
 from asc_keras.distill.fusion import fuse_teachers
+from asc_keras.distribution import (
+    Distribution,
+    setup_distribution,
+    synchronize_batch_norm,
+    unsynchronized_batch_norm,
+)
 from asc_keras.evaluation import device_report, format_reports
 from asc_keras.models import build_model
 from asc_keras.training import TrainingError, fit_stage
@@ -58,23 +65,39 @@ def evaluate_model(model, splits, config, split="evaluate"):
 
 
 def train_classifier(
-    config, stage_dir, splits, data_root=None, resume=False, teacher=None, verbose=1
+    config,
+    stage_dir,
+    splits,
+    data_root=None,
+    resume=False,
+    teacher=None,
+    verbose=1,
+    distribution=None,
 ):
     """Trains config.model on the training split (distilled from `teacher` logits if given);
-    returns the trained Keras model (the student)."""
+    returns the trained Keras model (the student), as a plain single-device model."""
     import keras
 
+    distribution = distribution or Distribution()
     stage_dir = Path(stage_dir)
     if (stage_dir / "last.keras").is_file():
         return keras.saving.load_model(stage_dir / "last.keras")
     keras.utils.set_random_seed(config.training.seed)  # the initial weights
-    model = build_model(config.model)
+    with distribution.scope():
+        model = build_model(config.model)
+        if distribution.sync_batch_norm:
+            synchronize_batch_norm(model)
+        trainee = model
+        if teacher is not None:
+            kd = config.distillation
+            trainee = Distiller(model, temperature=kd.temperature, label_weight=kd.label_weight)
     steps = steps_per_epoch(splits.train, config.training.batch_size)
+    # The waveforms become a tf.Variable here, outside any strategy scope: every input
+    # pipeline reads the same host copy instead of one mirrored per replica.
+    splits.train.as_tensor()
     callbacks = []
-    trainee = model
     if teacher is not None:
         kd = config.distillation
-        trainee = Distiller(model, temperature=kd.temperature, label_weight=kd.label_weight)
         callbacks.append(
             LabelWeightSchedule(
                 config.training.epochs,
@@ -85,14 +108,19 @@ def train_classifier(
         )
 
     def train_dataset(first_epoch):
-        return make_dataset(
-            splits.train,
-            config,
-            teacher_logits=teacher,
-            training=True,
-            data_root=data_root,
-            first_epoch=first_epoch,
-            epochs=config.training.epochs,
+        return distribution.training_dataset(
+            lambda batch_size, shard: make_dataset(
+                splits.train,
+                config,
+                teacher_logits=teacher,
+                training=True,
+                batch_size=batch_size,
+                data_root=data_root,
+                first_epoch=first_epoch,
+                epochs=config.training.epochs,
+                shard=shard,
+            ),
+            config.training.batch_size,
         )
 
     validation = make_dataset(splits.evaluate, config)
@@ -107,12 +135,23 @@ def train_classifier(
         export=lambda m: getattr(m, "student", m),
         verbose=verbose,
         extra_callbacks=callbacks,
+        distribution=distribution,
     )
-    return model
+    if not distribution.distributed:
+        return model
+    # Predictions and exports run on one device, outside the strategy.
+    with unsynchronized_batch_norm(model):
+        single = keras.models.clone_model(model)
+    single.set_weights(model.get_weights())
+    return single
 
 
-def teacher_stage(config, config_path, run_dir, splits, data_root, resume, verbose):
-    """Trains config.teachers.train_count teachers; returns their logit files."""
+def teacher_stage(
+    config, config_path, run_dir, splits, data_root, resume, verbose, distribution=None
+):
+    """Trains config.teachers.train_count teachers; returns their logit files.
+
+    Teachers train under the student config's distribution (one engine per process)."""
     files = []
     teachers = config.teachers
     if teachers.train_count == 0:
@@ -124,6 +163,7 @@ def teacher_stage(config, config_path, run_dir, splits, data_root, resume, verbo
         teacher_path = Path(config_path).parent / teacher_path
     teacher_config = load_config(teacher_path)
     teacher_config.data = config.data
+    teacher_config.distribution = config.distribution
     for index in range(teachers.train_count):
         stage_dir = Path(run_dir) / "teachers" / f"teacher-{index}"
         logits_path = stage_dir / "logits.npz"
@@ -140,13 +180,17 @@ def teacher_stage(config, config_path, run_dir, splits, data_root, resume, verbo
             f"== teacher {index + 1}/{teachers.train_count} ({seeded.model.architecture}, "
             f"seed {seeded.training.seed})"
         )
-        train_teacher(seeded, stage_dir, splits, data_root, resume, verbose)
+        train_teacher(seeded, stage_dir, splits, data_root, resume, verbose, distribution)
     return files
 
 
-def train_teacher(config, stage_dir, splits, data_root=None, resume=False, verbose=1):
+def train_teacher(
+    config, stage_dir, splits, data_root=None, resume=False, verbose=1, distribution=None
+):
     """Trains one teacher and writes `logits.npz` for every clip of both splits."""
-    model = train_classifier(config, stage_dir, splits, data_root, resume, verbose=verbose)
+    model = train_classifier(
+        config, stage_dir, splits, data_root, resume, verbose=verbose, distribution=distribution
+    )
     filenames = splits.train.filenames + splits.evaluate.filenames
     logits = np.concatenate(
         [
@@ -195,8 +239,16 @@ def fusion_stage(config, run_dir, splits, logit_files):
 
 
 def run_training(config, run_dir, config_path=None, data_root=None, resume=False, verbose=1):
-    """Runs every stage the config asks for; returns the summary dict (also summary.json)."""
+    """Runs every stage the config asks for; returns the summary dict (also summary.json).
+
+    Under distribution multi_worker every worker runs this with the same arguments; the
+    chief writes `run_dir`, the others write a scratch folder that is removed at the end
+    (README, "Scaling out")."""
+    distribution = setup_distribution(config, source=str(config_path or "config"))
     run_dir = Path(run_dir)
+    if not distribution.is_chief:
+        distribution.shared_run_dir = run_dir
+        run_dir = distribution.worker_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     root = resolve_data_root(config, data_root)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
@@ -207,7 +259,9 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
     teacher = None
     if config.distillation.enabled:
         logit_files = [Path(f) for f in config.teachers.logit_files]
-        logit_files += teacher_stage(config, config_path, run_dir, splits, root, resume, verbose)
+        logit_files += teacher_stage(
+            config, config_path, run_dir, splits, root, resume, verbose, distribution
+        )
         if not logit_files:
             raise ValueError(
                 f"{config_path or 'config'}: distillation.enabled needs teachers.logit_files "
@@ -221,17 +275,29 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
 
     source = f"distilled from {config.teachers.fusion} logits" if teacher else "labels only"
     print(f"== student {config.model.variant} ({source})")
-    student = train_classifier(config, run_dir / "student", splits, root, resume, teacher, verbose)
+    student = train_classifier(
+        config, run_dir / "student", splits, root, resume, teacher, verbose, distribution
+    )
     reports = {"student": evaluate_model(student, splits, config)}
     if teacher is not None and config.distillation.compare_without_teacher:
         print(f"== student {config.model.variant} without a teacher (comparison)")
         alone = train_classifier(
-            config, run_dir / "student-no-teacher", splits, root, resume, None, verbose
+            config,
+            run_dir / "student-no-teacher",
+            splits,
+            root,
+            resume,
+            None,
+            verbose,
+            distribution,
         )
         reports["student, no teacher"] = evaluate_model(alone, splits, config)
     summary["reports"] = reports
     title = f"Float student on {config.data.eval_split}: accuracy (%) per device"
     print(format_reports(reports, title=title))
+    if not distribution.is_chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return summary
     if config.quantization.enabled:
         summary["quantized"] = quantization_stage(run_dir, verbose)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))

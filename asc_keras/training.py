@@ -9,14 +9,18 @@ killed at any moment resumes from its last complete epoch.
 """
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from asc_keras.distribution import Distribution, scaled_learning_rate, unsynchronized_batch_norm
 from asc_keras.utils import atomic_path, atomic_write_text
 
 
@@ -35,6 +39,12 @@ def learning_rate_schedule(training, steps_per_epoch):
         warmup_target=training.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
+
+
+def save_model(model, path):
+    """Saves a Keras model atomically, as a model every backend can load."""
+    with atomic_path(path) as tmp, unsynchronized_batch_norm(model):
+        model.save(tmp)
 
 
 def build_optimizer(training, steps_per_epoch):
@@ -116,8 +126,7 @@ class BestModel(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and value > self.best:
             self.best = float(value)
-            with atomic_path(self.path) as tmp:
-                self.to_save(self.model).save(tmp)
+            save_model(self.to_save(self.model), self.path)
 
 
 def fit_stage(
@@ -131,17 +140,26 @@ def fit_stage(
     export=lambda model: model,
     verbose=1,
     extra_callbacks=(),
+    distribution=None,
 ):
     """Trains `model` (compiled here) for config.training.epochs in `stage_dir`.
 
     `train_dataset(first_epoch)` makes the training batches from that epoch on; `export(model)`
     is the Keras model written to best.keras / last.keras (the student of a Distiller).
     Returns the history rows. An unfinished stage needs `resume=True`.
+
+    Under a `distribution`, `model` must have been created in `distribution.scope()`; only
+    the chief writes, and every worker resumes from the chief's checkpoints.
     """
+    distribution = distribution or Distribution()
     stage_dir = Path(stage_dir)
-    training = config.training
-    checkpoints = valid_checkpoints(stage_dir / "checkpoints")
-    if (stage_dir / "checkpoints").is_dir() and any((stage_dir / "checkpoints").iterdir()):
+    checkpoint_dir = distribution.chief_path(stage_dir) / "checkpoints"
+    learning_rate, how = scaled_learning_rate(config)
+    training = dataclasses.replace(config.training, learning_rate=learning_rate)
+    if verbose:
+        print(f"{distribution.describe(training.batch_size)}; {how}")
+    checkpoints = valid_checkpoints(checkpoint_dir)
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
         if not resume:
             raise TrainingError(
                 f"{stage_dir} holds an unfinished training stage; rerun with --resume to "
@@ -149,40 +167,53 @@ def fit_stage(
             )
     # A Distiller brings its own loss (compute_loss); a plain classifier learns the labels.
     distilling = hasattr(model, "student")
-    model.compile(
-        optimizer=build_optimizer(training, steps),
-        loss=None if distilling else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+    # Weighted: the zero-weight clips that pad a data_parallel evaluation batch never count.
+    loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight"
     )
+    with distribution.scope():
+        model.compile(
+            optimizer=build_optimizer(training, steps),
+            loss=None if distilling else loss,
+            weighted_metrics=["accuracy"],
+        )
     history, first_epoch, best = [], 0, -np.inf
     if checkpoints:
         first_epoch, state, weights = checkpoints[0]
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(weights)
+        with distribution.scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(weights)
         history = state["history"]
         best = max((row.get("val_accuracy", -np.inf) for row in history), default=-np.inf)
         print(f"resuming {stage_dir.name} from epoch {first_epoch} ({weights.name})")
     if first_epoch >= training.epochs:
         return history
-    checkpointer = Checkpointer(stage_dir, history)
+    # Every worker saves (saving can run collective ops that all workers must join), but
+    # only the chief into the stage folder: the others into a scratch folder, removed after.
+    write_dir = stage_dir if distribution.is_chief else Path(tempfile.mkdtemp(prefix="worker-"))
+    checkpointer = Checkpointer(write_dir, history)
     callbacks = [
         *extra_callbacks,
         checkpointer,
-        BestModel(stage_dir / "best.keras", export, best=best),
-        keras.callbacks.TensorBoard(str(stage_dir / "tensorboard")),
+        BestModel(write_dir / "best.keras", export, best=best),
+        keras.callbacks.TensorBoard(str(write_dir / "tensorboard")),
     ]
     validate = validation is not None and training.validate_every > 0
-    model.fit(
-        train_dataset(first_epoch),
-        epochs=training.epochs,
-        initial_epoch=first_epoch,
-        steps_per_epoch=steps,
-        validation_data=validation if validate else None,
-        validation_freq=training.validate_every if validate else 1,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset shuffles itself, per epoch
-        verbose=verbose,
-    )
-    with atomic_path(stage_dir / "last.keras") as tmp:
-        export(model).save(tmp)
+    batches = train_dataset(first_epoch)  # outside the scope: its tensors are not mirrored
+    distribution.prepare_fit(model)
+    with distribution.scope():
+        model.fit(
+            batches,
+            epochs=training.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
+            validation_data=distribution.evaluation_dataset(validation) if validate else None,
+            validation_freq=training.validate_every if validate else 1,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles itself, per epoch
+            verbose=verbose,
+        )
+    save_model(export(model), write_dir / "last.keras")
+    if write_dir != stage_dir:
+        shutil.rmtree(write_dir, ignore_errors=True)
     return checkpointer.history

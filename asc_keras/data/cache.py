@@ -9,6 +9,7 @@ progress after every chunk, so an interrupted run resumes where it stopped.
 import concurrent.futures
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -138,12 +139,33 @@ def prepare_cache(
     records = read_split(root, split)
     directory = cache_directory(cache_root, split, sample_rate)
     key = fingerprint(records, sample_rate, duration)
-    manifest_path = directory / "manifest.json"
-    if manifest_path.is_file():
-        if json.loads(manifest_path.read_text()).get("fingerprint") == key:
-            return open_cache(directory)
-        manifest_path.unlink()  # stale: other files or settings; rebuild below
+    if _finished(directory, key):
+        return open_cache(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    # Several processes (the workers of a multi-worker run) may prepare the same cache: one
+    # builds it while the others wait, then they all open the finished cache.
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _finished(directory, key):
+            return open_cache(directory)
+        return _build_cache(
+            root, split, directory, records, key, sample_rate, duration, workers, progress
+        )
+
+
+def _finished(directory, key):
+    """Whether `directory` holds a finished cache of these files (a stale one is unmarked)."""
+    manifest_path = directory / "manifest.json"
+    if not manifest_path.is_file():
+        return False
+    if json.loads(manifest_path.read_text()).get("fingerprint") == key:
+        return True
+    manifest_path.unlink()  # stale: other files or settings; rebuilt by the caller
+    return False
+
+
+def _build_cache(root, split, directory, records, key, sample_rate, duration, workers, progress):
+    manifest_path = directory / "manifest.json"
 
     missing = [r.filename for r in records if not (Path(root) / r.filename).is_file()]
     if missing:

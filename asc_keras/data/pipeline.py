@@ -4,6 +4,7 @@ Augmentations run on whole batches (vectorised), in the order the paper applies 
 random draw comes from a stateless seed, so `seed` fixes every epoch's batches exactly.
 """
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -114,6 +115,21 @@ class Augmenter:
         return features
 
 
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """One input pipeline's part of every global training batch (distributed training).
+
+    Pipeline `index` of `count` takes the `index`-th contiguous slice of each global batch
+    and yields it as `replicas` consecutive per-replica batches, so over all pipelines and
+    replicas a step covers exactly the global batch a single device would see. Its
+    augmentation draws come from its own seed.
+    """
+
+    count: int = 1
+    index: int = 0
+    replicas: int = 1
+
+
 def steps_per_epoch(cache, batch_size):
     """Training batches per epoch (the last incomplete batch is dropped)."""
     steps = len(cache) // batch_size
@@ -135,6 +151,7 @@ def make_dataset(
     data_root=None,
     first_epoch=0,
     epochs=None,
+    shard=None,
 ):
     """Batches of (log-mel (B, mels, frames, 1), labels) for `model.fit` on any backend.
 
@@ -155,10 +172,16 @@ def make_dataset(
         seed: defaults to config.training.seed.
         data_root: overrides config.data.root.
         first_epoch, epochs: the epochs a training dataset covers, [first_epoch, epochs).
+        shard: a training `Shard` (distributed training); `batch_size` stays the global batch.
     """
     cache = split if isinstance(split, WaveformCache) else open_split(config, split, data_root)
     batch_size = batch_size or config.training.batch_size
     seed = config.training.seed if seed is None else seed
+    if shard is not None and batch_size % (shard.count * shard.replicas):
+        raise ValueError(
+            f"global batch {batch_size} cannot be split over {shard.count} pipelines x "
+            f"{shard.replicas} replicas"
+        )
     labels = np.array([r.label for r in cache.records], np.int32)
     if (labels < 0).any() and (training or teacher_logits is not None):
         raise DatasetError("this split has no labels (the test split); it cannot be trained on")
@@ -192,7 +215,14 @@ def make_dataset(
             order_seed, batch_seeds = augment.split_seed(epoch_seed, 2)
             order = tf.argsort(tf.random.stateless_uniform([len(cache)], order_seed))
             index = tf.reshape(tf.cast(order[: steps * batch_size], tf.int64), [steps, batch_size])
-            seeds = tf.random.experimental.stateless_split(batch_seeds, num=steps)
+            count = steps
+            if shard is not None and (shard.count, shard.replicas) != (1, 1):
+                width = batch_size // shard.count
+                index = index[:, shard.index * width : (shard.index + 1) * width]
+                count = steps * shard.replicas
+                index = tf.reshape(index, [count, width // shard.replicas])
+                batch_seeds = augment.split_seed(batch_seeds, shard.count)[shard.index]
+            seeds = tf.random.experimental.stateless_split(batch_seeds, num=count)
             return tf.data.Dataset.from_tensor_slices((index, seeds))
 
         epoch_numbers = (

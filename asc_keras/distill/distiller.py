@@ -17,6 +17,20 @@ def distillation_loss(labels, student_logits, teacher_logits, label_weight, temp
     return label_weight * hard + (1.0 - label_weight) * temperature**2 * kl
 
 
+class _DistillationLoss(keras.losses.Loss):
+    """`distillation_loss` as a Keras loss on {"label", "teacher_logits"} targets."""
+
+    def __init__(self, distiller):
+        super().__init__(name="distillation", reduction="mean_with_sample_weight")
+        self.distiller = distiller
+
+    def call(self, y_true, y_pred):
+        d = self.distiller
+        return distillation_loss(
+            y_true["label"], y_pred, y_true["teacher_logits"], d.label_weight, d.temperature
+        )
+
+
 @keras.saving.register_keras_serializable(package="asc_keras")
 class Distiller(keras.Model):
     """Trains a student on labels and precomputed (fused) teacher logits.
@@ -52,6 +66,12 @@ class Distiller(keras.Model):
         self.label_weight = keras.Variable(
             float(label_weight), trainable=False, name="label_weight", dtype="float32"
         )
+        # Keras Loss objects average over the (weighted) batch and scale for tf.distribute
+        # (each replica's loss is 1 / replicas of the global one: gradients are summed).
+        self._distillation_loss = _DistillationLoss(self)
+        self._label_loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        )
 
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
@@ -59,21 +79,16 @@ class Distiller(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not isinstance(y, dict) and not training:
             # Validation on plain labels: the label cross-entropy.
-            per_example = keras.losses.sparse_categorical_crossentropy(y, y_pred, from_logits=True)
-            return ops.mean(per_example)
-        if not isinstance(y, dict) or "teacher_logits" not in y:
+            loss = self._label_loss(y, y_pred, sample_weight)
+        elif not isinstance(y, dict) or "teacher_logits" not in y:
             raise ValueError(
                 "Distiller targets must be {'label': ..., 'teacher_logits': ...}; "
                 "pass teacher_logits to make_dataset"
             )
-        per_example = distillation_loss(
-            y["label"], y_pred, y["teacher_logits"], self.label_weight, self.temperature
-        )
-        if sample_weight is not None:
-            per_example = per_example * sample_weight
-        loss = ops.mean(per_example)
-        if self.losses:
-            loss = loss + ops.sum(self.losses)
+        else:
+            loss = self._distillation_loss(y, y_pred, sample_weight)
+        if self.losses:  # the student's own (regularisation) losses
+            loss = loss + super().compute_loss(x, y, y_pred, sample_weight, training)
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
