@@ -1,6 +1,6 @@
 """Per-clip inference latency and clips/s of DS-FlexiNet: Keras, float and int8 TFLite, PyTorch.
 
-    python tools/bench_inference.py [--variant sm2] [--run runs/demo] [--reps 200]
+    python tools/bench_inference.py [--variant sm2] [--norm residual] [--run runs/demo]
 
 Without --run, the models are built here from random weights (speed does not depend on the
 weights): the Keras model, its float TFLite conversion and an int8 conversion calibrated on
@@ -8,7 +8,8 @@ random inputs (the same ops as the QAT export). With --run, a run folder's train
 (student/last.keras) and its exported quantized/model_float.tflite and model_int8.tflite.
 
 Rows: Keras `predict` and a compiled call (`tf.function` of the model), float and int8
-TFLite with LiteRT (XNNPACK, 1 and 2 threads), and the PyTorch eager reference
+TFLite with LiteRT (as shipped, with the XNNPACK delegate, on 1 and 2 threads; and its
+builtin kernels alone, 1 thread), and the PyTorch eager reference
 (tools/torch_reference.py, `torch.inference_mode`). Latency is the median over --reps calls
 on one clip (1 x 256 x 64), after warm-up; clips/s is the throughput on a batch of
 --batch clips (TFLite models take one clip per call, as on a microcontroller). The TFLite
@@ -16,6 +17,7 @@ Micro arena of the int8 model closes the report.
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -49,18 +51,30 @@ def keras_rows(model, clip, batch, reps):
         ("Keras predict", lambda x: model.predict(x, verbose=0, batch_size=len(x))),
         ("Keras compiled call (tf.function)", lambda x: compiled(tf.constant(x)).numpy()),
     ):
-        latency = median_seconds(lambda: call(clip), reps)
-        throughput = len(batch) / median_seconds(lambda: call(batch), max(3, reps // 20), 2)
+        latency = median_seconds(functools.partial(call, clip), reps)
+        throughput = len(batch) / median_seconds(
+            functools.partial(call, batch), max(3, reps // 20), 2
+        )
         rows.append([name, "2 (TF default)", latency, throughput])
     return rows
 
 
 def tflite_rows(name, model_bytes, clip, reps):
-    from ai_edge_litert.interpreter import Interpreter
+    """LiteRT as shipped (XNNPACK delegate), 1 and 2 threads, and its builtin kernels alone."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     rows = []
-    for threads in (1, 2):
-        runner = Interpreter(model_content=bytes(model_bytes), num_threads=threads)
+    for kernels, threads in (("XNNPACK", 1), ("XNNPACK", 2), ("builtin", 1)):
+        resolver = (
+            OpResolverType.AUTO
+            if kernels == "XNNPACK"
+            else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+        runner = Interpreter(
+            model_content=bytes(model_bytes),
+            num_threads=threads,
+            experimental_op_resolver_type=resolver,
+        )
         runner.allocate_tensors()
         detail = runner.get_input_details()[0]
         value = clip
@@ -69,7 +83,7 @@ def tflite_rows(name, model_bytes, clip, reps):
             value = np.clip(np.round(clip / scale + zero), -128, 127).astype(np.int8)
         runner.set_tensor(detail["index"], value)
         latency = median_seconds(runner.invoke, reps)
-        rows.append([name, str(threads), latency, 1.0 / latency])
+        rows.append([f"{name}, {kernels} kernels", str(threads), latency, 1.0 / latency])
     return rows
 
 
@@ -89,7 +103,7 @@ def torch_rows(variant, clip, batch, reps, threads):
     return [["PyTorch eager reference", str(threads), latency, throughput]]
 
 
-def build_models(variant, run):
+def build_models(variant, norm, run):
     """(Keras model, float .tflite bytes, int8 .tflite bytes)."""
     import keras
 
@@ -106,7 +120,7 @@ def build_models(variant, run):
     from asc_keras.quantize.convert import check_int8, convert
     from asc_keras.quantize.twin import build_twin
 
-    model = ds_flexinet(variant)
+    model = ds_flexinet(variant, norm=norm)
     twin = build_twin(model)
     rng = np.random.default_rng(0)
     representative = [rng.normal(-5, 2, (16, *model.input_shape[1:])).astype(np.float32)]
@@ -118,6 +132,7 @@ def build_models(variant, run):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="sm2")
+    parser.add_argument("--norm", default="residual", choices=["residual", "batch", "none"])
     parser.add_argument("--run", help="a tools/train.py run folder with its quantized models")
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=256)
@@ -127,16 +142,16 @@ def main(argv=None):
     from asc_keras.quantize.micro import check_micro
     from asc_keras.utils import format_table
 
-    model, float_bytes, int8_bytes = build_models(args.variant, args.run)
+    model, float_bytes, int8_bytes = build_models(args.variant, args.norm, args.run)
     rng = np.random.default_rng(1)
     batch = rng.normal(-5, 2, (args.batch, *model.input_shape[1:])).astype(np.float32)
     clip = batch[:1]
     rows = keras_rows(model, clip, batch, args.reps)
-    rows += tflite_rows("float TFLite (LiteRT)", float_bytes, clip, args.reps)
-    rows += tflite_rows("int8 TFLite (LiteRT)", int8_bytes, clip, args.reps)
+    rows += tflite_rows("float TFLite", float_bytes, clip, args.reps)
+    rows += tflite_rows("int8 TFLite", int8_bytes, clip, args.reps)
     rows += torch_rows(args.variant, clip, batch, args.reps, args.threads)
     table = [[name, threads, f"{1000 * s:.3f}", f"{rate:.0f}"] for name, threads, s, rate in rows]
-    source = args.run or f"{args.variant}, random weights"
+    source = args.run or f"{args.variant} ({args.norm} norm), random weights"
     print(
         format_table(
             ["model", "threads", "ms per clip", "clips/s"],
@@ -145,12 +160,13 @@ def main(argv=None):
         )
     )
     latency = {(name, threads): s for name, threads, s, _ in rows}
-    int8_one = latency[("int8 TFLite (LiteRT)", "1")]
-    float_one = latency[("float TFLite (LiteRT)", "1")]
-    print(
-        f"int8 / float TFLite latency, 1 thread: {int8_one / float_one:.2f} "
-        f"(target <= 0.5); int8 per clip, 1 thread: {1000 * int8_one:.3f} ms (target <= 1 ms)"
-    )
+    for kernels in ("XNNPACK", "builtin"):
+        int8_one = latency[(f"int8 TFLite, {kernels} kernels", "1")]
+        float_one = latency[(f"float TFLite, {kernels} kernels", "1")]
+        print(
+            f"{kernels} kernels, 1 thread: int8 {1000 * int8_one:.3f} ms per clip (target "
+            f"<= 1 ms), int8 / float latency {int8_one / float_one:.2f} (target <= 0.5)"
+        )
     micro = check_micro(int8_bytes, batch[:5])
     print(
         f"TFLite Micro: arena {micro['arena_bytes']} bytes, model {micro['model_bytes']} bytes "

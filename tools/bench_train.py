@@ -1,6 +1,7 @@
 """Training samples/s of DS-FlexiNet on every Keras backend beside plain PyTorch eager.
 
     python tools/bench_train.py [--variant sm2] [--batch 256] [--threads 2] [--reps 5]
+        [--backends tensorflow jax torch] [--norm residual] [--jit auto|on|off]
 
 Each backend runs in its own process (the backend is fixed at the first `import keras`); the
 PyTorch reference is tools/torch_reference.py (same layers, parameters and MACs). A sample is
@@ -19,7 +20,7 @@ from pathlib import Path
 WORKER_STEPS = 5
 
 
-def worker(kind, variant, batch, threads, reps):
+def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto"):
     import numpy as np
 
     x = np.random.default_rng(0).normal(size=(batch, 256, 64, 1)).astype(np.float32)
@@ -46,10 +47,11 @@ def worker(kind, variant, batch, threads, reps):
 
         from asc_keras import ds_flexinet
 
-        model = ds_flexinet(variant)
+        model = ds_flexinet(variant, norm=norm)
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile={"auto": "auto", "on": True, "off": False}[jit],
         )
 
         def step():
@@ -85,10 +87,17 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--norm", default="residual", choices=["residual", "batch", "none"])
+    parser.add_argument(
+        "--jit", default="auto", choices=["auto", "on", "off"], help="Keras compile(jit_compile)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.variant, args.batch, args.threads, args.reps)))
+        rate = worker(
+            args.worker, args.variant, args.batch, args.threads, args.reps, args.norm, args.jit
+        )
+        print(json.dumps(rate))
         return 0
 
     from asc_keras.utils import format_table
@@ -108,6 +117,10 @@ def main(argv=None):
             str(args.threads),
             "--reps",
             str(args.reps),
+            "--norm",
+            args.norm,
+            "--jit",
+            args.jit,
         ]
         done = subprocess.run(
             command, env=thread_environment(kind, args.threads), capture_output=True, text=True
@@ -128,7 +141,8 @@ def main(argv=None):
         format_table(
             ["backend", "samples/s", "vs PyTorch"],
             rows,
-            title=f"training step, {args.variant}, batch {args.batch}, {args.threads} threads",
+            title=f"training step, {args.variant} ({args.norm} norm, jit_compile {args.jit}), "
+            f"batch {args.batch}, {args.threads} threads",
         )
     )
     return 0

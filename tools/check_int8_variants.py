@@ -37,8 +37,7 @@ def check_variant(variant, norm, inputs):
     model = ds_flexinet(variant, norm=norm)
     twin = build_twin(model)
     qat_model = qat.make_qat_model(twin)
-    for start in range(0, len(inputs), 16):  # training-mode passes set the quantizer ranges
-        qat_model(inputs[start : start + 16], training=True)
+    qat.calibrate(qat_model, [inputs[start : start + 16] for start in range(0, len(inputs), 16)])
     int8 = convert(qat_model, [inputs[:32]])
     ops = check_int8(int8, f"{variant} ({norm})")
     micro = check_micro(int8, inputs)

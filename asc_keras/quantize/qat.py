@@ -8,9 +8,12 @@ is quantised through `OutputQuantizeConfig`; inner MEAN / RSQRT tensors are cali
 conversion.
 """
 
+import contextlib
+
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
+from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 
 from asc_keras.quantize.twin import TwinResidualNorm
 
@@ -130,15 +133,72 @@ class FrozenStatistics(tf_keras.Model):
         return self.inner(inputs, training=False)
 
 
+def batch_norm_layers(qat_model):
+    """The BatchNormalization layers of a QAT model (inside their quantize wrappers)."""
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, tf_keras.layers.BatchNormalization):
+            yield inner
+
+
+@contextlib.contextmanager
+def _observing_activations():
+    """Activation quantizers observe instead of quantising: each min / max variable takes the
+    running minimum / maximum (0 included, as TFLite requires) of the tensors it sees."""
+    original = quant_ops.MovingAvgQuantize
+    seen = set()
+
+    def observe(inputs, min_var, max_var, per_channel=False, symmetric=False, **kwargs):
+        if per_channel or symmetric:
+            raise NotImplementedError("calibration observes per-tensor affine activations only")
+        low = tf.minimum(tf.reduce_min(inputs), 0.0)
+        high = tf.maximum(tf.reduce_max(inputs), 0.0)
+        if min_var.ref() not in seen:  # first batch: replace tfmot's initial [-6, 6]
+            seen.add(min_var.ref())
+            min_var.assign(tf.reshape(low, min_var.shape))
+            max_var.assign(tf.reshape(high, max_var.shape))
+        else:
+            min_var.assign(tf.minimum(min_var, low))
+            max_var.assign(tf.maximum(max_var, high))
+        return inputs
+
+    quant_ops.MovingAvgQuantize = observe
+    try:
+        yield
+    finally:
+        quant_ops.MovingAvgQuantize = original
+
+
+def calibrate(qat_model, batches):
+    """Sets every activation quantizer's range to the min / max it sees over `batches`, the
+    float model running with BatchNorm in inference mode (its statistics untouched).
+
+    tfmot would otherwise start every range at [-6, 6] and move it by an exponential average
+    with decay 0.999 per training step: after a short fine-tuning, the ranges are still
+    mostly that guess (the log-mel input alone spans about -12..5), and a freshly prepared
+    QAT model of the demo student scored 67 % where post-training quantization kept 91 %.
+    This is the min / max observer pass of PyTorch's and the TFLite converter's calibration.
+    """
+    layers = list(batch_norm_layers(qat_model))
+    trainable = [layer.trainable for layer in layers]
+    for layer in layers:
+        layer.trainable = False  # tf_keras: a non-trainable BatchNorm runs in inference mode
+    try:
+        with _observing_activations():
+            for features in batches:
+                qat_model(features, training=True)
+    finally:
+        for layer, was in zip(layers, trainable):
+            layer.trainable = was
+
+
 def fine_tune(qat_model, train_dataset, steps, quantization, distillation, with_teacher, verbose=2):
     """QAT fine-tuning: `quantization.epochs` epochs, the last `freeze_epochs` with frozen
     BN statistics and quantizer ranges. `train_dataset(first_epoch, epochs)` yields batches."""
     loss = make_loss(distillation.temperature, distillation.label_weight_end)
-    # Calibration first, as PyTorch's observers do: training-mode passes set the quantizer
-    # ranges (tfmot takes them from the first batch, then moves them slowly) and BN
-    # statistics from several batches before any weight changes.
-    for features, _ in train_dataset(0, 1).take(quantization.representative_batches):
-        qat_model(features, training=True)
+    calibrate(
+        qat_model, (x for x, _ in train_dataset(0, 1).take(quantization.representative_batches))
+    )
     free_epochs = max(0, quantization.epochs - quantization.freeze_epochs)
     history = {}
     for model, first, last in (
