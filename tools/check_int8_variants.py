@@ -26,6 +26,24 @@ from asc_keras.complexity import count_model, count_tflite, folded_param_count  
 from asc_keras.models import VARIANTS, ds_flexinet  # noqa: E402
 from asc_keras.utils import format_table  # noqa: E402
 
+NORMALIZATION_WEIGHTS = {  # name -> random range, as a trained model's distinct values
+    "gamma": (0.5, 1.5),
+    "moving_variance": (0.5, 1.5),
+    "beta": (-0.2, 0.2),
+    "moving_mean": (-0.2, 0.2),
+    "residual_lambda": (0.05, 0.2),
+}
+
+
+def randomize_normalization(model, seed=0):
+    """BatchNorm and ResidualNorm weights drawn at random instead of their initial 1 / 0 /
+    0.1: equal constants would be shared in the .tflite file, and a trained model's are not."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        low_high = NORMALIZATION_WEIGHTS.get(weight.path.split("/")[-1])
+        if low_high:
+            weight.assign(rng.uniform(*low_high, weight.shape).astype("float32"))
+
 
 def check_variant(variant, norm, inputs):
     from asc_keras.quantize import qat
@@ -35,6 +53,7 @@ def check_variant(variant, norm, inputs):
 
     keras.utils.set_random_seed(0)
     model = ds_flexinet(variant, norm=norm)
+    randomize_normalization(model)
     twin = build_twin(model)
     qat_model = qat.make_qat_model(twin)
     qat.calibrate(qat_model, [inputs[start : start + 16] for start in range(0, len(inputs), 16)])

@@ -14,6 +14,10 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_registry,
+    default_8bit_quantize_scheme,
+)
 
 from asc_keras.quantize.twin import TwinResidualNorm
 
@@ -48,10 +52,69 @@ class OutputQuantizeConfig(quantize_keras.QuantizeConfig):
         return {}
 
 
+class DepthwiseWeightsQuantizer(quantize_keras.quantizers.LastValueQuantizer):
+    """Per-channel symmetric int8 for a DepthwiseConv2D kernel (kh, kw, channels, 1).
+
+    tfmot's default takes one range per index of the kernel's last axis, the depth
+    multiplier (1 here), so QAT would train depthwise kernels quantised per tensor while
+    the converter writes them per channel. This quantizer takes one range per channel, as
+    TFLite's DEPTHWISE_CONV_2D (and the paper's fbgemm observer) does.
+    """
+
+    def __init__(self):
+        super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
+
+    def build(self, tensor_shape, name, layer):
+        channels = (int(tensor_shape[-2] * tensor_shape[-1]),)
+        return {
+            f"{end}_var": layer.add_weight(
+                f"{name}_{end}",
+                shape=channels,
+                initializer=tf_keras.initializers.Constant(value),
+                trainable=False,
+            )
+            for end, value in (("min", -6.0), ("max", 6.0))
+        }
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        rows, columns = inputs.shape[0], inputs.shape[1]
+        per_channel = tf.reshape(inputs, (rows, columns, 1, -1))
+        quantized = super().__call__(per_channel, training, weights, **kwargs)
+        return tf.reshape(quantized, inputs.shape)
+
+
+class DepthwiseQuantizeConfig(default_8bit_quantize_registry.Default8BitConvQuantizeConfig):
+    """tfmot's DepthwiseConv2D config with per-channel kernel ranges."""
+
+    def __init__(
+        self, weight_attrs=("depthwise_kernel",), activation_attrs=("activation",), **kwargs
+    ):
+        super().__init__(
+            list(weight_attrs), list(activation_attrs), kwargs.get("quantize_output", False)
+        )
+        self.weight_quantizer = DepthwiseWeightsQuantizer()
+
+
+class _Registry(default_8bit_quantize_registry.Default8BitQuantizeRegistry):
+    def get_quantize_config(self, layer):
+        if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
+            return DepthwiseQuantizeConfig()
+        return super().get_quantize_config(layer)
+
+
+class QuantizeScheme(default_8bit_quantize_scheme.Default8BitQuantizeScheme):
+    """tfmot's default 8-bit scheme with per-channel depthwise kernels."""
+
+    def get_quantize_registry(self):
+        return _Registry()
+
+
 def quantize_scope():
     return quantize_keras.quantize_scope(
         {
             "OutputQuantizeConfig": OutputQuantizeConfig,
+            "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig,
+            "DepthwiseWeightsQuantizer": DepthwiseWeightsQuantizer,
             "TwinResidualNorm": TwinResidualNorm,
         }
     )
@@ -65,7 +128,8 @@ def make_qat_model(twin):
     for layer in twin.layers:
         if isinstance(layer, tf_keras.layers.BatchNormalization):
             inbound = layer.inbound_nodes[0].inbound_layers
-            if isinstance(inbound, tf_keras.layers.Conv2D):  # DepthwiseConv2D is one too
+            # (tf_keras' DepthwiseConv2D is not a Conv2D subclass: name both.)
+            if isinstance(inbound, (tf_keras.layers.Conv2D, tf_keras.layers.DepthwiseConv2D)):
                 after_convolution.add(layer.name)
 
     def annotate(layer):
@@ -82,7 +146,7 @@ def make_qat_model(twin):
     annotated = tf_keras.models.clone_model(twin, clone_function=annotate)
     annotated.set_weights(twin.get_weights())
     with quantize_scope():
-        return quantize_keras.quantize_apply(annotated)
+        return quantize_keras.quantize_apply(annotated, scheme=QuantizeScheme())
 
 
 def distillation_targets(dataset, with_teacher):
