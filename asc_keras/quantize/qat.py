@@ -109,10 +109,19 @@ class QuantizeScheme(default_8bit_quantize_scheme.Default8BitQuantizeScheme):
         return _Registry()
 
 
+class PassThroughQuantizeConfig(OutputQuantizeConfig):
+    """No quantizer of its own: TFLite's int8 AVERAGE_POOL_2D keeps its input's scale, and a
+    separate output range would add a requantising QUANTIZE op after every pooling."""
+
+    def get_output_quantizers(self, layer):
+        return []
+
+
 def quantize_scope():
     return quantize_keras.quantize_scope(
         {
             "OutputQuantizeConfig": OutputQuantizeConfig,
+            "PassThroughQuantizeConfig": PassThroughQuantizeConfig,
             "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig,
             "DepthwiseWeightsQuantizer": DepthwiseWeightsQuantizer,
             "TwinResidualNorm": TwinResidualNorm,
@@ -141,6 +150,8 @@ def make_qat_model(twin):
         )
         if isinstance(layer, TwinResidualNorm) or standalone_bn:
             return quantize_keras.quantize_annotate_layer(layer, OutputQuantizeConfig())
+        if isinstance(layer, tf_keras.layers.AveragePooling2D):
+            return quantize_keras.quantize_annotate_layer(layer, PassThroughQuantizeConfig())
         return quantize_keras.quantize_annotate_layer(layer)
 
     annotated = tf_keras.models.clone_model(twin, clone_function=annotate)

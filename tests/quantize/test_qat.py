@@ -32,7 +32,7 @@ after = [np.array(v) for bn in qat.batch_norm_layers(calibrated) for v in bn.non
 low, high = (float(calibrated.layers[1].weights[i].numpy()) for i in (0, 1))
 # The converted QAT model holds exactly the Keras parameters with BatchNorm folded.
 from asc_keras.complexity import count_model, count_tflite, folded_param_count
-from asc_keras.quantize.convert import convert
+from asc_keras.quantize.convert import convert, op_table
 from asc_keras.layers import ResidualNorm
 sm2 = ds_flexinet("sm2")
 for index, layer in enumerate(l for l in sm2.layers if isinstance(l, ResidualNorm)):
@@ -43,6 +43,7 @@ qat.calibrate(sm2_qat, batches)
 int8 = convert(sm2_qat, batches[:1])
 print(json.dumps({
     "tflite_params": count_tflite(int8)["params"],
+    "ops": sorted({name for name, _, _ in op_table(int8)}),
     "folded_params": folded_param_count(count_model(sm2)),
     "input_range": [low, high],
     "observed": [float(min(b.min() for b in batches)), float(max(b.max() for b in batches))],
@@ -74,3 +75,5 @@ def test_calibration_sets_min_max_ranges_and_batchnorms_fold():
     assert result["error_calibrated"] < result["error_fresh"] / 10
     # Every BatchNorm, the depthwise ones included, is folded into its convolution.
     assert result["tflite_params"] == result["folded_params"]
+    # Average pooling keeps its input's scale: no requantising QUANTIZE op inside the model.
+    assert "AVERAGE_POOL_2D" in result["ops"] and "QUANTIZE" not in result["ops"]
