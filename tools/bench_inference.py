@@ -61,28 +61,13 @@ def keras_rows(model, clip, batch, reps):
 
 def tflite_rows(name, model_bytes, clip, reps):
     """LiteRT as shipped (XNNPACK delegate), 1 and 2 threads, and its builtin kernels alone."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from asc_keras.evaluation.tflite import TFLiteClassifier
 
     rows = []
     for kernels, threads in (("XNNPACK", 1), ("XNNPACK", 2), ("builtin", 1)):
-        resolver = (
-            OpResolverType.AUTO
-            if kernels == "XNNPACK"
-            else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        )
-        runner = Interpreter(
-            model_content=bytes(model_bytes),
-            num_threads=threads,
-            experimental_op_resolver_type=resolver,
-        )
-        runner.allocate_tensors()
-        detail = runner.get_input_details()[0]
-        value = clip
-        if detail["dtype"] == np.int8:
-            scale, zero = detail["quantization"]
-            value = np.clip(np.round(clip / scale + zero), -128, 127).astype(np.int8)
-        runner.set_tensor(detail["index"], value)
-        latency = median_seconds(runner.invoke, reps)
+        model = TFLiteClassifier(model_bytes, threads=threads, xnnpack=kernels == "XNNPACK")
+        model.runner.set_tensor(model.input["index"], model.quantize_input(clip))
+        latency = median_seconds(model.runner.invoke, reps)
         rows.append([f"{name}, {kernels} kernels", str(threads), latency, 1.0 / latency])
     return rows
 

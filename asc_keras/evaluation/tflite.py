@@ -7,12 +7,14 @@ class TFLiteClassifier:
     """Logits from a (float or int8) `.tflite` model; int8 inputs and outputs are quantised
     and dequantised with the model's own scales."""
 
-    def __init__(self, model_bytes, threads=1, reference_kernels=False, source="model"):
+    def __init__(
+        self, model_bytes, threads=1, reference_kernels=False, source="model", xnnpack=False
+    ):
         from asc_keras.quantize.convert import interpreter
 
         self.source = source
         try:
-            self.runner = interpreter(model_bytes, reference_kernels, threads)
+            self.runner = interpreter(model_bytes, reference_kernels, threads, xnnpack)
         except ValueError as error:
             raise ValueError(f"{source}: {error}") from error
         self.input = self.runner.get_input_details()[0]

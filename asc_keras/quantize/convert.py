@@ -38,16 +38,18 @@ def convert(model, representative=None, int8=True):
     return converter.convert()
 
 
-def interpreter(model_bytes, reference_kernels=False, threads=1):
-    """A LiteRT interpreter; `reference_kernels` selects the plain reference op kernels (no
-    XNNPACK delegate), the ones TFLite Micro's kernels are checked against."""
+def interpreter(model_bytes, reference_kernels=False, threads=1, xnnpack=False):
+    """A LiteRT interpreter with its builtin op kernels. `reference_kernels` selects the plain
+    reference kernels, the ones TFLite Micro's kernels are checked against; `xnnpack` adds
+    the XNNPACK delegate, as LiteRT ships by default (for speed measurements)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    resolver = (
-        OpResolverType.BUILTIN_REF
-        if reference_kernels
-        else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    )
+    if reference_kernels:
+        resolver = OpResolverType.BUILTIN_REF
+    elif xnnpack:
+        resolver = OpResolverType.AUTO
+    else:
+        resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
         runner = Interpreter(
             model_content=bytes(model_bytes),
