@@ -24,14 +24,14 @@ from asc_keras.evaluation.report import write_report  # noqa: E402
 def load_classifier(path, input_shape, num_classes):
     """A `predict(dataset) -> logits` for the model file, checked against the config."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist")
     if path.suffix == ".tflite":
         from asc_keras.evaluation.tflite import TFLiteClassifier
 
-        model = TFLiteClassifier(path.read_bytes(), source=str(path))
+        model = TFLiteClassifier(cli.read_tflite(path), source=str(path))
         model.check(input_shape, num_classes)
         return model.predict_dataset
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist")
     if path.suffix == ".keras":
         import keras
 
