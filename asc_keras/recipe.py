@@ -83,29 +83,26 @@ def train_classifier(
     if (stage_dir / "last.keras").is_file():
         return keras.saving.load_model(stage_dir / "last.keras")
     keras.utils.set_random_seed(config.training.seed)  # the initial weights
+    callbacks = []
     with distribution.scope():
-        model = build_model(config.model)
+        model = trainee = build_model(config.model)
         if distribution.sync_batch_norm:
             synchronize_batch_norm(model)
-        trainee = model
         if teacher is not None:
             kd = config.distillation
             trainee = Distiller(model, temperature=kd.temperature, label_weight=kd.label_weight)
+            callbacks.append(
+                LabelWeightSchedule(
+                    config.training.epochs,
+                    kd.label_weight_schedule,
+                    kd.label_weight,
+                    kd.label_weight_end,
+                )
+            )
     steps = steps_per_epoch(splits.train, config.training.batch_size)
     # The waveforms become a tf.Variable here, outside any strategy scope: every input
     # pipeline reads the same host copy instead of one mirrored per replica.
     splits.train.as_tensor()
-    callbacks = []
-    if teacher is not None:
-        kd = config.distillation
-        callbacks.append(
-            LabelWeightSchedule(
-                config.training.epochs,
-                kd.label_weight_schedule,
-                kd.label_weight,
-                kd.label_weight_end,
-            )
-        )
 
     def train_dataset(first_epoch):
         return distribution.training_dataset(

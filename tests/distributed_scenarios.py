@@ -70,7 +70,7 @@ def one_step(out):
     teacher = rng.normal(size=(16, 10)).astype("float32")
     batch = tf.data.Dataset.from_tensors((x, {"label": labels, "teacher_logits": teacher}))
 
-    def train(dist):
+    def one_training_step(dist):
         keras.utils.set_random_seed(0)
         with dist.scope():
             student = build_model(config(16).model)
@@ -89,8 +89,8 @@ def one_step(out):
         width = 16 // (shard.count * shard.replicas)
         return dataset.unbatch().batch(width)
 
-    results["loss_distributed"], distributed = train(distribution)
-    results["loss_single"], single = train(Distribution())
+    results["loss_distributed"], distributed = one_training_step(distribution)
+    results["loss_single"], single = one_training_step(Distribution())
     results["weights_max_difference"] = max(
         float(np.abs(a - b).max()) for a, b in zip(distributed, single)
     )

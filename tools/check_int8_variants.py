@@ -3,13 +3,13 @@
     python tools/check_int8_variants.py [--variants sm1 sm2] [--norms residual batch] [--json]
 
 For each variant and stage normalisation it builds the model (random weights: the checks do
-not depend on training), its tf_keras twin and the tfmot QAT model. Training-mode passes over
-random log-mel-like inputs set the quantizer ranges, as QAT fine-tuning would, and the int8
-TFLite model is calibrated on the same inputs. Then it checks that every op is int8 and runs 100
-inputs in TFLite Micro against LiteRT's reference kernels (exit 1 if any output differs).
-It also prints the TFLite parameter count beside the Keras count with every BatchNorm folded:
-the converter leaves some depthwise BatchNorms unfolded (a MUL and an ADD), so the TFLite
-count lies between that and the unfolded Keras count.
+not depend on training; the normalisation weights are drawn apart, as a trained model's are),
+its tf_keras twin and the tfmot QAT model. `qat.calibrate` sets the quantizer ranges from
+random log-mel-like inputs, as before QAT fine-tuning, and the int8 TFLite model is calibrated
+on the same inputs. Then it checks that every op is int8 and runs 100 inputs in TFLite Micro
+against LiteRT's reference kernels (exit 1 if any output differs). With --json it also gives
+the TFLite parameter count beside the Keras count with every BatchNorm folded (equal when all
+BatchNorms fold).
 """
 
 import argparse
