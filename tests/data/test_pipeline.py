@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from asc_keras.audio import LogMel
-from asc_keras.data.pipeline import make_dataset, open_split, steps_per_epoch
+from asc_keras.data.pipeline import Shard, make_dataset, open_split, steps_per_epoch
 
 
 def first_batch(dataset):
@@ -39,6 +39,35 @@ def test_every_epoch_is_a_new_shuffle_and_a_resumed_epoch_is_the_same(synthetic_
     for (x, y), (x_resumed, y_resumed) in zip(two_epochs[steps:], resumed):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(x_resumed))
         np.testing.assert_array_equal(np.asarray(y), np.asarray(y_resumed))
+
+
+@pytest.mark.parametrize("count, replicas", [(2, 1), (1, 2), (2, 2)])
+def test_shards_split_every_global_batch_between_pipelines_and_replicas(
+    synthetic_config, count, replicas
+):
+    """Distributed training: pipeline i of `count` yields, step by step, its `replicas`
+    per-replica slices of the global batch; together they are exactly the one-device batch."""
+    train = open_split(synthetic_config, "train", progress=False)
+    steps = steps_per_epoch(train, 16)
+    clip_ids = np.zeros((len(train), 10), np.float32)
+    clip_ids[:, 0] = np.arange(len(train))  # teacher logits carry each clip's index
+
+    def clips(shard):
+        batches = make_dataset(
+            train, synthetic_config, teacher_logits=clip_ids, training=True, epochs=1, shard=shard
+        )
+        return [np.asarray(y["teacher_logits"])[:, 0].astype(int) for _, y in batches]
+
+    single = clips(None)
+    shards = [clips(Shard(count, index, replicas)) for index in range(count)]
+    for shard in shards:
+        assert len(shard) == steps * replicas
+        assert all(len(batch) == 16 // (count * replicas) for batch in shard)
+    for step in range(steps):
+        parts = [shard[step * replicas + r] for shard in shards for r in range(replicas)]
+        np.testing.assert_array_equal(np.concatenate(parts), single[step])
+    with pytest.raises(ValueError, match="global batch 16 cannot be split over 3 pipelines"):
+        make_dataset(train, synthetic_config, training=True, shard=Shard(3, 0, 1))
 
 
 def test_evaluation_is_the_plain_front_end_in_order(synthetic_config):
