@@ -4,8 +4,7 @@ Importing tfmot sets TF_USE_LEGACY_KERAS=1 for the whole process, so nothing imp
 module at load time: the training tool runs it in a subprocess (`asc_keras.quantize.stage`).
 Weights are quantised per channel (symmetric) and activations per tensor (affine), as with
 PyTorch's fbgemm observer the paper used. ResidualNorm's output (and a stage BatchNorm's)
-is quantised through `OutputQuantizeConfig`; inner MEAN / RSQRT tensors are calibrated at
-conversion.
+is quantised through `OutputQuantizeConfig`, and its inner tensors by `QatResidualNorm`.
 """
 
 import contextlib
@@ -22,6 +21,12 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 from asc_keras.quantize.twin import TwinResidualNorm
 
 quantize_keras = tfmot.quantization.keras
+
+
+def _activation_quantizer():
+    return quantize_keras.quantizers.MovingAverageQuantizer(
+        num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+    )
 
 
 class OutputQuantizeConfig(quantize_keras.QuantizeConfig):
@@ -42,11 +47,7 @@ class OutputQuantizeConfig(quantize_keras.QuantizeConfig):
         pass
 
     def get_output_quantizers(self, layer):
-        return [
-            quantize_keras.quantizers.MovingAverageQuantizer(
-                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
-            )
-        ]
+        return [_activation_quantizer()]
 
     def get_config(self):
         return {}
@@ -109,6 +110,28 @@ class QuantizeScheme(default_8bit_quantize_scheme.Default8BitQuantizeScheme):
         return _Registry()
 
 
+class QatResidualNorm(TwinResidualNorm):
+    """TwinResidualNorm with a fake quantizer (per tensor, affine) on each inner tensor.
+
+    The int8 TFLite model stores the mean, the squared differences, the variance, its
+    reciprocal square root and the partial products each in int8 with a range of its own.
+    With a quantizer on each, QAT trains against the rounding the int8 model will do, and the
+    converter takes these calibrated ranges instead of estimating them afresh.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.inner_quantizer = _activation_quantizer()
+        self.inner_ranges = {
+            name: self.inner_quantizer.build((), name, self) for name in self.INNER_TENSORS
+        }
+
+    def quantize_inner(self, name, tensor, training):
+        if training is None:
+            training = tf_keras.backend.learning_phase()
+        return self.inner_quantizer(tensor, training, self.inner_ranges[name])
+
+
 class PassThroughQuantizeConfig(OutputQuantizeConfig):
     """No quantizer of its own: TFLite's int8 AVERAGE_POOL_2D keeps its input's scale, and a
     separate output range would add a requantising QUANTIZE op after every pooling."""
@@ -125,6 +148,7 @@ def quantize_scope():
             "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig,
             "DepthwiseWeightsQuantizer": DepthwiseWeightsQuantizer,
             "TwinResidualNorm": TwinResidualNorm,
+            "QatResidualNorm": QatResidualNorm,
         }
     )
 
@@ -148,14 +172,20 @@ def make_qat_model(twin):
             isinstance(layer, tf_keras.layers.BatchNormalization)
             and layer.name not in after_convolution
         )
-        if isinstance(layer, TwinResidualNorm) or standalone_bn:
+        if isinstance(layer, TwinResidualNorm):
+            layer = QatResidualNorm.from_config(layer.get_config())
+            return quantize_keras.quantize_annotate_layer(layer, OutputQuantizeConfig())
+        if standalone_bn:
             return quantize_keras.quantize_annotate_layer(layer, OutputQuantizeConfig())
         if isinstance(layer, tf_keras.layers.AveragePooling2D):
             return quantize_keras.quantize_annotate_layer(layer, PassThroughQuantizeConfig())
         return quantize_keras.quantize_annotate_layer(layer)
 
     annotated = tf_keras.models.clone_model(twin, clone_function=annotate)
-    annotated.set_weights(twin.get_weights())
+    for source, target in zip(twin.layers, annotated.layers, strict=True):
+        # Same layers in the same order; a QatResidualNorm's ranges come after its lambda.
+        for weight, value in zip(getattr(target, "layer", target).weights, source.get_weights()):
+            weight.assign(value)
     with quantize_scope():
         return quantize_keras.quantize_apply(annotated, scheme=QuantizeScheme())
 

@@ -25,12 +25,34 @@ class TwinResidualNorm(tf_keras.layers.Layer):
         shape = (input_shape[-1],) if self.per_channel_lambda else ()
         self.residual_lambda = self.add_weight("residual_lambda", shape=shape, initializer="zeros")
 
-    def call(self, inputs):
+    # The tensors between the ops, each of which an int8 TFLite model stores in int8.
+    INNER_TENSORS = (
+        "mean",
+        "squared_difference",
+        "variance",
+        "rsqrt",
+        "centered",
+        "normalized",
+        "scaled_input",
+    )
+
+    def call(self, inputs, training=None):
+        def inner(name, tensor):
+            return self.quantize_inner(name, tensor, training)
+
         axes = _AXES[self.axis]
-        mean = tf.reduce_mean(inputs, axes, keepdims=True)
-        variance = tf.reduce_mean(tf.math.squared_difference(inputs, mean), axes, keepdims=True)
-        normalized = (inputs - mean) * tf.math.rsqrt(variance + self.epsilon)
-        return self.residual_lambda * inputs + normalized
+        mean = inner("mean", tf.reduce_mean(inputs, axes, keepdims=True))
+        squared = inner("squared_difference", tf.math.squared_difference(inputs, mean))
+        variance = inner("variance", tf.reduce_mean(squared, axes, keepdims=True))
+        # (No quantizer on variance + epsilon: the converter gives that ADD the variance's range,
+        # and a fake quantizer there crashes it.)
+        scale = inner("rsqrt", tf.math.rsqrt(variance + self.epsilon))
+        normalized = inner("normalized", inner("centered", inputs - mean) * scale)
+        return inner("scaled_input", self.residual_lambda * inputs) + normalized
+
+    def quantize_inner(self, name, tensor, training):
+        """Identity here; the QAT layer fake-quantises each of `INNER_TENSORS`."""
+        return tensor
 
     def get_config(self):
         return {

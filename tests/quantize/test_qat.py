@@ -41,7 +41,21 @@ for index, layer in enumerate(l for l in sm2.layers if isinstance(l, ResidualNor
 sm2_qat = qat.make_qat_model(build_twin(sm2))
 qat.calibrate(sm2_qat, batches)
 int8 = convert(sm2_qat, batches[:1])
+norm = sm2_qat.get_layer("quant_stem_norm").layer
+inner_ranges = {
+    name: [float(r["min_var"].numpy()), float(r["max_var"].numpy())]
+    for name, r in norm.inner_ranges.items()
+}
+from asc_keras.quantize.convert import interpreter
+scales = {d["name"]: d["quantization"][0] for d in interpreter(int8).get_tensor_details()}
 print(json.dumps({
+    "inner_ranges": inner_ranges,
+    "inner_tensors": list(norm.INNER_TENSORS),
+    # int8 scales of (x - mean), its product with rsqrt, and lambda * x.
+    "inner_scales": {
+        name: next(v for k, v in scales.items() if k.endswith("quant_stem_norm/" + op))
+        for name, op in (("centered", "sub"), ("normalized", "mul"), ("scaled_input", "mul_1"))
+    },
     "tflite_params": count_tflite(int8)["params"],
     "ops": sorted({name for name, _, _ in op_table(int8)}),
     "folded_params": folded_param_count(count_model(sm2)),
@@ -77,3 +91,13 @@ def test_calibration_sets_min_max_ranges_and_batchnorms_fold():
     assert result["tflite_params"] == result["folded_params"]
     # Average pooling keeps its input's scale: no requantising QUANTIZE op inside the model.
     assert "AVERAGE_POOL_2D" in result["ops"] and "QUANTIZE" not in result["ops"]
+    # Every inner ResidualNorm tensor has a fake quantizer with a calibrated range, and the
+    # int8 model takes those ranges. (Without them the converter gave (x - mean), its product
+    # with rsqrt and lambda * x all the output's scale: in the demo student, 20 steps over
+    # the range of (x - mean).)
+    ranges = result["inner_ranges"]
+    assert sorted(ranges) == sorted(result["inner_tensors"])
+    assert all(low <= 0 <= high and [low, high] != [-6, 6] for low, high in ranges.values())
+    for name, scale in result["inner_scales"].items():
+        low, high = ranges[name]
+        assert abs(scale - (high - low) / 255) < 0.01 * scale, (name, scale, low, high)
