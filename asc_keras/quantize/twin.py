@@ -3,8 +3,8 @@
 tfmot's quantization-aware training accepts only tf_keras models. The twin rebuilds a
 DS-FlexiNet layer by layer: each `DSFlexiBlock` is unrolled into its convolutions, BN, ReLU,
 pooling and an `Add`, and `ResidualNorm` becomes `TwinResidualNorm` (the same formula in plain
-TensorFlow ops: MEAN, SQUARED_DIFFERENCE, RSQRT, SUB, MUL, ADD, all of which TFLite Micro runs
-in int8). Only this package imports tf_keras.
+TensorFlow ops: MEAN, SUB, MUL, RSQRT, ADD, all of which TFLite Micro runs in int8). Only this
+package imports tf_keras.
 """
 
 import numpy as np
@@ -25,30 +25,27 @@ class TwinResidualNorm(tf_keras.layers.Layer):
         shape = (input_shape[-1],) if self.per_channel_lambda else ()
         self.residual_lambda = self.add_weight("residual_lambda", shape=shape, initializer="zeros")
 
-    # The tensors between the ops, each of which an int8 TFLite model stores in int8.
-    INNER_TENSORS = (
-        "mean",
-        "squared_difference",
-        "variance",
-        "rsqrt",
-        "centered",
-        "normalized",
-        "scaled_input",
-    )
+    # The tensors between the ops, each of which an int8 TFLite model stores in int8; each is
+    # also the name of the op that computes it.
+    INNER_TENSORS = ("mean", "centered", "squared", "variance", "rsqrt", "normalized", "scaled")
 
     def call(self, inputs, training=None):
         def inner(name, tensor):
             return self.quantize_inner(name, tensor, training)
 
         axes = _AXES[self.axis]
-        mean = inner("mean", tf.reduce_mean(inputs, axes, keepdims=True))
-        squared = inner("squared_difference", tf.math.squared_difference(inputs, mean))
-        variance = inner("variance", tf.reduce_mean(squared, axes, keepdims=True))
+        mean = inner("mean", tf.reduce_mean(inputs, axes, keepdims=True, name="mean"))
+        centered = inner("centered", tf.subtract(inputs, mean, name="centered"))
+        # (x - mean) squared by a MUL of the int8 centred tensor, not SQUARED_DIFFERENCE:
+        # XNNPACK runs int8 SUB and MUL but not SQUARED_DIFFERENCE (README, Performance).
+        squared = inner("squared", tf.multiply(centered, centered, name="squared"))
+        variance = inner("variance", tf.reduce_mean(squared, axes, keepdims=True, name="variance"))
         # (No quantizer on variance + epsilon: the converter gives that ADD the variance's range,
         # and a fake quantizer there crashes it.)
-        scale = inner("rsqrt", tf.math.rsqrt(variance + self.epsilon))
-        normalized = inner("normalized", inner("centered", inputs - mean) * scale)
-        return inner("scaled_input", self.residual_lambda * inputs) + normalized
+        scale = inner("rsqrt", tf.math.rsqrt(variance + self.epsilon, name="rsqrt"))
+        normalized = inner("normalized", tf.multiply(centered, scale, name="normalized"))
+        scaled = inner("scaled", tf.multiply(self.residual_lambda, inputs, name="scaled"))
+        return scaled + normalized
 
     def quantize_inner(self, name, tensor, training):
         """Identity here; the QAT layer fake-quantises each of `INNER_TENSORS`."""

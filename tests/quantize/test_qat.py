@@ -51,10 +51,10 @@ scales = {d["name"]: d["quantization"][0] for d in interpreter(int8).get_tensor_
 print(json.dumps({
     "inner_ranges": inner_ranges,
     "inner_tensors": list(norm.INNER_TENSORS),
-    # int8 scales of (x - mean), its product with rsqrt, and lambda * x.
+    # int8 scales of (x - mean), its square, its product with rsqrt, and lambda * x.
     "inner_scales": {
-        name: next(v for k, v in scales.items() if k.endswith("quant_stem_norm/" + op))
-        for name, op in (("centered", "sub"), ("normalized", "mul"), ("scaled_input", "mul_1"))
+        name: next(v for k, v in scales.items() if k.endswith("quant_stem_norm/" + name))
+        for name in ("centered", "squared", "normalized", "scaled")
     },
     "tflite_params": count_tflite(int8)["params"],
     "ops": sorted({name for name, _, _ in op_table(int8)}),
