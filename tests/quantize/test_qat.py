@@ -32,12 +32,11 @@ after = [np.array(v) for bn in qat.batch_norm_layers(calibrated) for v in bn.non
 low, high = (float(calibrated.layers[1].weights[i].numpy()) for i in (0, 1))
 # The converted QAT model holds exactly the Keras parameters with BatchNorm folded.
 from asc_keras.complexity import count_model, count_tflite, folded_param_count
-from asc_keras.quantize.convert import convert, op_table
-from asc_keras.layers import ResidualNorm
+from asc_keras.quantize.convert import convert, interpreter, op_table
+from tools.check_int8_variants import randomize_normalization
 sm2 = ds_flexinet("sm2")
-for index, layer in enumerate(l for l in sm2.layers if isinstance(l, ResidualNorm)):
-    # Distinct lambdas: the converter shares equal constants, which would count once.
-    layer.set_weights([np.full(w.shape, 0.1 + 0.01 * index) for w in layer.get_weights()])
+# Normalisation weights drawn apart: the converter shares equal constants, which count once.
+randomize_normalization(sm2)
 sm2_qat = qat.make_qat_model(build_twin(sm2))
 qat.calibrate(sm2_qat, batches)
 int8 = convert(sm2_qat, batches[:1])
@@ -46,7 +45,6 @@ inner_ranges = {
     name: [float(r["min_var"].numpy()), float(r["max_var"].numpy())]
     for name, r in norm.inner_ranges.items()
 }
-from asc_keras.quantize.convert import interpreter
 scales = {d["name"]: d["quantization"][0] for d in interpreter(int8).get_tensor_details()}
 print(json.dumps({
     "inner_ranges": inner_ranges,
