@@ -113,8 +113,8 @@ class QuantizeScheme(default_8bit_quantize_scheme.Default8BitQuantizeScheme):
 class QatResidualNorm(TwinResidualNorm):
     """TwinResidualNorm with a fake quantizer (per tensor, affine) on each inner tensor.
 
-    The int8 TFLite model stores the mean, the squared differences, the variance, its
-    reciprocal square root and the partial products each in int8 with a range of its own.
+    The int8 TFLite model stores the mean, x - mean and its square, the variance, its
+    reciprocal square root and the two products each in int8 with a range of its own.
     With a quantizer on each, QAT trains against the rounding the int8 model will do, and the
     converter takes these calibrated ranges instead of estimating them afresh.
     """
