@@ -18,7 +18,7 @@ from asc_keras.audio import num_frames  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.data.pipeline import make_dataset, open_split  # noqa: E402
 from asc_keras.evaluation import device_report, format_reports  # noqa: E402
-from asc_keras.evaluation.report import write_report  # noqa: E402
+from asc_keras.evaluation.report import check_model_io, write_report  # noqa: E402
 
 
 def load_classifier(path, input_shape, num_classes):
@@ -39,12 +39,9 @@ def load_classifier(path, input_shape, num_classes):
             model = keras.saving.load_model(path)
         except (ValueError, OSError) as error:
             raise ValueError(f"{path}: not a loadable .keras model: {error}") from error
-        shape, classes = tuple(model.input_shape[1:]), model.output_shape[-1]
-        if shape != tuple(input_shape) or classes != num_classes:
-            raise ValueError(
-                f"{path} takes inputs {shape} and gives {classes} classes; the "
-                f"config gives inputs {tuple(input_shape)} and {num_classes}"
-            )
+        check_model_io(
+            path, model.input_shape[1:], model.output_shape[-1], input_shape, num_classes
+        )
         return lambda dataset: model.predict(dataset, verbose=0)
     raise ValueError(f"{path}: unknown model type {path.suffix!r}; expected .tflite or .keras")
 

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from asc_keras.evaluation.report import check_model_io
+
 
 class TFLiteClassifier:
     """Logits from a (float or int8) `.tflite` model; int8 inputs and outputs are quantised
@@ -25,11 +27,7 @@ class TFLiteClassifier:
         self.resizable = int(self.input["shape_signature"][0]) == -1
 
     def check(self, input_shape, num_classes):
-        if self.input_shape != tuple(input_shape) or self.num_classes != num_classes:
-            raise ValueError(
-                f"{self.source} takes inputs {self.input_shape} and gives {self.num_classes} "
-                f"classes; the config gives inputs {tuple(input_shape)} and {num_classes} classes"
-            )
+        check_model_io(self.source, self.input_shape, self.num_classes, input_shape, num_classes)
 
     def quantize_input(self, features):
         scale, zero = self.input["quantization"]
