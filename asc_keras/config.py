@@ -11,10 +11,11 @@ from pathlib import Path
 
 import yaml
 
+from asc_keras.errors import UserError
 from asc_keras.utils import atomic_write_text
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration file or value that cannot be used."""
 
 

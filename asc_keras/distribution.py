@@ -21,11 +21,13 @@ from pathlib import Path
 
 import keras
 
+from asc_keras.errors import UserError
+
 # The Keras backend each strategy runs on.
 BACKENDS = {"mirrored": "tensorflow", "multi_worker": "tensorflow", "data_parallel": "jax"}
 
 
-class DistributionError(ValueError):
+class DistributionError(UserError, ValueError):
     """A distribution setting that cannot work in this process; raised before training."""
 
 

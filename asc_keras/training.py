@@ -21,10 +21,11 @@ import keras
 import numpy as np
 
 from asc_keras.distribution import Distribution, scaled_learning_rate, unsynchronized_batch_norm
+from asc_keras.errors import UserError
 from asc_keras.utils import atomic_path, atomic_write_text
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """A stage that cannot start or continue (e.g. an unfinished run without --resume)."""
 
 

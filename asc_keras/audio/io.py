@@ -6,8 +6,10 @@ import numpy as np
 import soundfile
 import soxr
 
+from asc_keras.errors import UserError
 
-class AudioError(ValueError):
+
+class AudioError(UserError, ValueError):
     """An audio file that cannot be used; the message names the file."""
 
 

@@ -10,6 +10,8 @@ import csv
 import dataclasses
 from pathlib import Path
 
+from asc_keras.errors import UserError
+
 # Alphabetical, the order of every published logit file.
 CLASSES = (
     "airport",
@@ -35,7 +37,7 @@ DOWNLOAD_HINT = (
 )
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset file that cannot be used; the message names the file."""
 
 

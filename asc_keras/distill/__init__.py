@@ -1,4 +1,5 @@
 from asc_keras.distill.distiller import (
+    DistillationLoss,
     Distiller,
     LabelWeightSchedule,
     distillation_loss,
@@ -8,6 +9,7 @@ from asc_keras.distill.fusion import fit_fusion, fuse_teachers
 from asc_keras.distill.logits import LogitFileError, TeacherLogits, load_logits
 
 __all__ = [
+    "DistillationLoss",
     "Distiller",
     "LabelWeightSchedule",
     "LogitFileError",

@@ -17,18 +17,57 @@ def distillation_loss(labels, student_logits, teacher_logits, label_weight, temp
     return label_weight * hard + (1.0 - label_weight) * temperature**2 * kl
 
 
-class _DistillationLoss(keras.losses.Loss):
-    """`distillation_loss` as a Keras loss on {"label", "teacher_logits"} targets."""
+@keras.saving.register_keras_serializable(package="asc_keras")
+class DistillationLoss(keras.losses.Loss):
+    """`distillation_loss` as a Keras loss on {"label", "teacher_logits"} targets.
 
-    def __init__(self, distiller):
-        super().__init__(name="distillation", reduction="mean_with_sample_weight")
-        self.distiller = distiller
+    It holds T and lambda itself (as Keras' own `LogitsDistillation` holds its temperature):
+    lambda is a non-trainable variable that a model can track and a schedule can move.
+
+    Args:
+        temperature: T > 0.
+        label_weight: lambda in [0, 1], a number or a `keras.Variable` to share.
+    """
+
+    def __init__(
+        self,
+        temperature=2.0,
+        label_weight=0.02,
+        name="distillation",
+        reduction="mean_with_sample_weight",
+        **kwargs,
+    ):
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        if isinstance(label_weight, keras.Variable):
+            value = float(ops.convert_to_numpy(label_weight))
+        else:
+            value = label_weight
+            label_weight = keras.Variable(
+                float(value), trainable=False, name="label_weight", dtype="float32"
+            )
+        if not temperature > 0 or not 0 <= value <= 1:
+            raise ValueError(
+                f"distillation needs temperature > 0 and 0 <= label_weight <= 1; got "
+                f"temperature={temperature!r}, label_weight={value!r}"
+            )
+        self.temperature = float(temperature)
+        self.label_weight = label_weight
 
     def call(self, y_true, y_pred):
-        d = self.distiller
         return distillation_loss(
-            y_true["label"], y_pred, y_true["teacher_logits"], d.label_weight, d.temperature
+            y_true["label"],
+            y_pred,
+            y_true["teacher_logits"],
+            self.label_weight,
+            self.temperature,
         )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "temperature": self.temperature,
+            "label_weight": float(ops.convert_to_numpy(self.label_weight)),
+        }
 
 
 @keras.saving.register_keras_serializable(package="asc_keras")
@@ -56,22 +95,28 @@ class Distiller(keras.Model):
 
     def __init__(self, student, temperature=2.0, label_weight=0.02, **kwargs):
         super().__init__(**kwargs)
-        if temperature <= 0 or not 0 <= label_weight <= 1:
-            raise ValueError(
-                f"Distiller needs temperature > 0 and 0 <= label_weight <= 1; got "
-                f"temperature={temperature!r}, label_weight={label_weight!r}"
-            )
         self.student = student
-        self.temperature = float(temperature)
-        self.label_weight = keras.Variable(
-            float(label_weight), trainable=False, name="label_weight", dtype="float32"
-        )
         # Keras Loss objects average over the (weighted) batch and scale for tf.distribute
         # (each replica's loss is 1 / replicas of the global one: gradients are summed).
-        self._distillation_loss = _DistillationLoss(self)
+        self.distillation_loss = DistillationLoss(temperature, label_weight)
+        # Tracked here, so that it is saved with the weights and every backend's train step
+        # reads its current value.
+        self.label_weight = self.distillation_loss.label_weight
         self._label_loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction="mean_with_sample_weight"
         )
+        if student.built:
+            # Built from the start, like a functional model: weights (a checkpoint) load
+            # before the first batch.
+            self.build(student.input_shape)
+
+    @property
+    def temperature(self):
+        return self.distillation_loss.temperature
+
+    def build(self, input_shape=None):
+        if not self.student.built:
+            self.student.build(input_shape)
 
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
@@ -86,7 +131,7 @@ class Distiller(keras.Model):
                 "pass teacher_logits to make_dataset"
             )
         else:
-            loss = self._distillation_loss(y, y_pred, sample_weight)
+            loss = self.distillation_loss(y, y_pred, sample_weight)
         if self.losses:  # the student's own (regularisation) losses
             loss = loss + super().compute_loss(x, y, y_pred, sample_weight, training)
         return loss
@@ -105,8 +150,8 @@ class Distiller(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config["student"] = keras.saving.deserialize_keras_object(config["student"])
-        return cls(**config)
+        student = keras.saving.deserialize_keras_object(config["student"])
+        return cls(**{**config, "student": student})
 
 
 SCHEDULES = ("constant", "linear", "cosine")

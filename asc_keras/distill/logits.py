@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.data.tau22 import CLASSES
+from asc_keras.errors import UserError
 from asc_keras.utils import atomic_path
 
 
-class LogitFileError(ValueError):
+class LogitFileError(UserError, ValueError):
     """A logit file that does not fit the dataset; the message names the file."""
 
 

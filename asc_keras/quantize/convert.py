@@ -3,12 +3,14 @@
 import numpy as np
 import tensorflow as tf
 
+from asc_keras.errors import UserError
+
 # Tensor types an int8 model may carry: int8 activations and weights, int32 biases and
 # shape / axis operands.
 INTEGER_TYPES = (np.int8, np.int32, np.int64)
 
 
-class NotInt8Error(ValueError):
+class NotInt8Error(UserError, ValueError):
     """A converted model that still computes in floating point."""
 
 

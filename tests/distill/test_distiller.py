@@ -94,3 +94,34 @@ def test_missing_teacher_logits_is_a_clear_error():
         distiller.fit(x, np.zeros(4, int), verbose=0)
     with pytest.raises(ValueError, match="temperature"):
         Distiller(ds_flexinet("sm1"), temperature=0.0)
+
+
+def test_a_saved_distiller_loads_with_the_same_loss_and_resumes_from_weights(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 256, 64, 1)).astype(np.float32)
+    targets = {"label": rng.integers(0, 10, 8), "teacher_logits": rng.normal(size=(8, 10))}
+    distiller = Distiller(ds_flexinet("sm1"), temperature=3.0, label_weight=0.25)
+    distiller.compile(optimizer="adam")
+    distiller.fit(x, targets, batch_size=8, epochs=1, verbose=0)
+    config = distiller.get_config()
+    before = dict(config)
+
+    distiller.save(tmp_path / "distiller.keras")
+    loaded = keras.saving.load_model(tmp_path / "distiller.keras")
+    assert isinstance(loaded, Distiller) and loaded.temperature == 3.0
+    assert float(keras.ops.convert_to_numpy(loaded.label_weight)) == pytest.approx(0.25)
+    loss = keras.ops.convert_to_numpy(distiller.compute_loss(x, targets, distiller(x)))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded.compute_loss(x, targets, loaded(x))), loss, rtol=1e-6
+    )
+    Distiller.from_config(config)
+    assert config.keys() == before.keys() and config["student"] == before["student"]
+
+    # A new Distiller is built from the start: a checkpoint loads before any batch (resume).
+    distiller.save_weights(tmp_path / "distiller.weights.h5")
+    fresh = Distiller(ds_flexinet("sm1"), temperature=3.0, label_weight=0.9)
+    fresh.load_weights(tmp_path / "distiller.weights.h5")
+    assert float(keras.ops.convert_to_numpy(fresh.label_weight)) == pytest.approx(0.25)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(fresh(x)), keras.ops.convert_to_numpy(distiller(x)), atol=1e-5
+    )
