@@ -9,15 +9,22 @@ def quiet_tensorflow():
 
 
 def run(main):
-    """Runs a tool's `main()`; a user error prints one clear line and exits with status 2."""
-    from asc_keras.training import TrainingError
+    """Runs a tool's `main()`; a user error prints one clear line and exits with status 2.
 
-    # Library errors about the user's input are ValueErrors (ConfigError, DatasetError, ...)
-    # or TrainingError; anything else is a bug and keeps its traceback.
+    User errors are `UserError`s (a config, a dataset, a file, a run folder) and the
+    `OSError`s of files the tool reads or writes; anything else is a bug and keeps its
+    traceback.
+    """
+    from asc_keras.errors import UserError
+
     try:
         sys.exit(main())
-    except (ValueError, FileNotFoundError, TrainingError) as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(
@@ -30,10 +37,12 @@ def read_tflite(path):
     """The bytes of a `.tflite` file; a clear error when it is missing or not a TFLite model."""
     from pathlib import Path
 
+    from asc_keras.errors import UserError
+
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist")
+        raise UserError(f"model file {str(path)!r} does not exist")
     data = path.read_bytes()
     if data[4:8] != b"TFL3":
-        raise ValueError(f"{path} is not a TFLite model (no TFL3 identifier)")
+        raise UserError(f"{path} is not a TFLite model (no TFL3 identifier)")
     return data

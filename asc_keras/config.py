@@ -1,10 +1,12 @@
 """Typed configuration: one dataclass per section, loaded from YAML with strict checking.
 
-Every default lives here. Loading refuses unknown keys and values of the wrong type, naming the
-key, the value and the file, so a typo never silently falls back to a default.
+Every default lives here. Loading refuses unknown keys, values of the wrong type and values out
+of range (a count below 1, a probability above 1, a NaN rate), naming the key, the value and
+the file, so a typo never silently falls back to a default or trains to NaN.
 """
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -19,6 +21,25 @@ class ConfigError(UserError, ValueError):
     """A configuration file or value that cannot be used."""
 
 
+def _ranged(default, minimum=None, maximum=None, above=None):
+    """A field whose numbers must be >= minimum, <= maximum and > above (each if given)."""
+    return dataclasses.field(
+        default=default, metadata={"minimum": minimum, "maximum": maximum, "above": above}
+    )
+
+
+def _count(default, minimum=1):
+    return _ranged(default, minimum=minimum)
+
+
+def _positive(default):
+    return _ranged(default, above=0)
+
+
+def _fraction(default):
+    return _ranged(default, minimum=0, maximum=1)
+
+
 @dataclasses.dataclass
 class DataConfig:
     """Where the dataset is and how clips are read."""
@@ -27,22 +48,22 @@ class DataConfig:
     cache_dir: str | None = None  # decoded-waveform caches; default <root>/asc_keras_cache
     train_split: str = "train"  # train, or a DCASE24 subset split5..split100
     eval_split: str = "evaluate"
-    sample_rate: int = 32000
-    duration: float = 1.0
+    sample_rate: int = _count(32000)
+    duration: float = _positive(1.0)
 
 
 @dataclasses.dataclass
 class FrontEndConfig:
     """Log-mel settings; the defaults are the paper's (CP-JKU DCASE23 front end)."""
 
-    n_fft: int = 4096
-    win_length: int = 3072
-    hop_length: int = 500
-    n_mels: int = 256
-    fmin: float = 0.0
-    fmax: float = 16000.0
+    n_fft: int = _count(4096)
+    win_length: int = _count(3072)  # at most n_fft
+    hop_length: int = _count(500)
+    n_mels: int = _count(256)
+    fmin: float = _ranged(0.0, minimum=0)
+    fmax: float = _positive(16000.0)  # above fmin, at most sample_rate / 2
     htk: bool = False
-    log_offset: float = 1e-5
+    log_offset: float = _positive(1e-5)
 
 
 @dataclasses.dataclass
@@ -52,21 +73,21 @@ class DeviceImpulseResponseConfig:
     enabled: bool = True
     folder: str | None = None  # WAV impulse responses; relative paths are under data.root
     devices: list[str] = dataclasses.field(default_factory=lambda: ["a"])
-    probability: float = 0.6
-    energy_threshold: float | typing.Literal["auto"] | None = None
+    probability: float = _fraction(0.6)
+    energy_threshold: float | typing.Literal["auto"] | None = _ranged(None, minimum=0)
 
 
 @dataclasses.dataclass
 class FreqMixStyleConfig:
-    probability: float = 0.4
-    alpha: float = 0.3
-    epsilon: float = 1e-6
+    probability: float = _fraction(0.4)
+    alpha: float = _positive(0.3)
+    epsilon: float = _positive(1e-6)
 
 
 @dataclasses.dataclass
 class AugmentConfig:
-    time_roll: int = 4000  # largest |shift| in samples; 0 turns it off
-    freq_mask: int = 48  # widest mask in mel bins; 0 turns it off
+    time_roll: int = _count(4000, minimum=0)  # largest |shift| in samples; 0 turns it off
+    freq_mask: int = _count(48, minimum=0)  # widest mask in mel bins; 0 turns it off
     dir: DeviceImpulseResponseConfig = dataclasses.field(
         default_factory=DeviceImpulseResponseConfig
     )
@@ -77,23 +98,23 @@ class AugmentConfig:
 class ModelConfig:
     architecture: typing.Literal["ds_flexinet", "cp_resnet"] = "ds_flexinet"
     variant: typing.Literal["sm1", "sm2", "sm3", "sm4"] = "sm2"  # ds_flexinet size
-    width: int = 24  # cp_resnet base channels (24: about 135 K parameters)
+    width: int = _count(24)  # cp_resnet base channels (24: about 135 K parameters)
     norm: typing.Literal["residual", "batch", "none"] = "residual"
     rn_axis: typing.Literal["channel", "frequency"] = "channel"
-    num_classes: int = 10
+    num_classes: int = _count(10, minimum=2)
 
 
 @dataclasses.dataclass
 class TrainingConfig:
-    epochs: int = 250
-    batch_size: int = 256
-    seed: int = 0
+    epochs: int = _count(250)
+    batch_size: int = _count(256)
+    seed: int = _count(0, minimum=0)
     optimizer: typing.Literal["adam", "adamw"] = "adam"
-    learning_rate: float = 0.005  # peak, after warm-up
-    weight_decay: float = 0.0  # adamw only
-    warmup_epochs: int = 10  # linear warm-up from 0, then cosine decay
-    final_lr_fraction: float = 0.01  # cosine decay ends at learning_rate * this
-    validate_every: int = 1  # epochs between evaluations on data.eval_split (0: never)
+    learning_rate: float = _positive(0.005)  # peak, after warm-up
+    weight_decay: float = _ranged(0.0, minimum=0)  # adamw only
+    warmup_epochs: int = _count(10, minimum=0)  # linear warm-up from 0, then cosine decay
+    final_lr_fraction: float = _fraction(0.01)  # cosine decay ends at learning_rate * this
+    validate_every: int = _count(1, minimum=0)  # epochs between evaluations (0: never)
 
 
 @dataclasses.dataclass
@@ -101,9 +122,9 @@ class DistillationConfig:
     """Knowledge distillation from teacher logits (paper eq. 5)."""
 
     enabled: bool = True
-    temperature: float = 2.0
-    label_weight: float = 0.02  # lambda at the first epoch
-    label_weight_end: float = 0.02  # lambda at the last epoch (linear / cosine schedules)
+    temperature: float = _positive(2.0)
+    label_weight: float = _fraction(0.02)  # lambda at the first epoch
+    label_weight_end: float = _fraction(0.02)  # lambda at the last epoch (linear / cosine)
     label_weight_schedule: typing.Literal["constant", "linear", "cosine"] = "constant"
     compare_without_teacher: bool = False  # also train the student on labels alone
 
@@ -113,7 +134,7 @@ class TeachersConfig:
     """Where teacher logits come from: files made elsewhere and/or teachers trained here."""
 
     logit_files: list[str] = dataclasses.field(default_factory=list)  # .npz / .csv
-    train_count: int = 0  # teachers to train here, seeds training.seed + 0, 1, ...
+    train_count: int = _count(0, minimum=0)  # teachers to train here, seeds seed + 0, 1, ...
     config: str | None = None  # their config file (relative: to this config's folder)
     fusion: typing.Literal["averaged", "fused"] = "fused"
 
@@ -123,11 +144,11 @@ class QuantizationConfig:
     """QAT fine-tuning of the float student and the int8 TFLite export (paper III-C)."""
 
     enabled: bool = True
-    epochs: int = 10  # QAT fine-tuning epochs
-    freeze_epochs: int = 2  # of those, the last ones with frozen BN statistics and ranges
-    learning_rate: float = 1e-5  # QAT fine-tuning; the demo settings measured: README
-    representative_batches: int = 8  # training-pipeline batches that calibrate the converter
-    micro_check_inputs: int = 100  # evaluation clips run through TFLite Micro
+    epochs: int = _count(10, minimum=0)  # QAT fine-tuning epochs (0: calibration only)
+    freeze_epochs: int = _count(2, minimum=0)  # of those, the last ones with frozen BN / ranges
+    learning_rate: float = _positive(1e-5)  # QAT fine-tuning; the demo settings: README
+    representative_batches: int = _count(8)  # training batches that calibrate the converter
+    micro_check_inputs: int = _count(100, minimum=0)  # evaluation clips run by TFLite Micro
 
 
 @dataclasses.dataclass
@@ -145,7 +166,7 @@ class DistributionConfig:
     # The peak learning rate used is training.learning_rate * f(batch_size /
     # reference_batch_size), f = 1 (none), the ratio (linear) or its square root (sqrt).
     learning_rate_scaling: typing.Literal["none", "linear", "sqrt"] = "none"
-    reference_batch_size: int = 256
+    reference_batch_size: int = _count(256)
     sync_batch_norm: bool = True  # mirrored / multi_worker: BN statistics over the global batch
 
 
@@ -200,6 +221,8 @@ def _convert(value, tp, key, source):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("a number")
+        if not math.isfinite(value):
+            fail("a finite number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -227,10 +250,51 @@ def _from_dict(cls, data, prefix, source):
             f"{f' (and {unknown[1:]})' if unknown[1:] else ''}; valid keys here: {sorted(fields)}"
         )
     values = {}
-    for name, value in data.items():
-        key = f"{prefix}.{name}" if prefix else name
-        values[name] = _convert(value, hints[name], key, source)
+    for field in dataclasses.fields(cls):
+        if field.name in data:
+            key = f"{prefix}.{field.name}" if prefix else field.name
+            values[field.name] = _convert(data[field.name], hints[field.name], key, source)
+            _check_range(values[field.name], field.metadata, key, source)
     return cls(**values)
+
+
+def _check_range(value, limits, key, source):
+    if not limits or isinstance(value, (str, bool)) or value is None:
+        return
+    minimum, maximum, above = limits["minimum"], limits["maximum"], limits["above"]
+    if minimum is not None and maximum is not None:
+        expected, ok = f"a value in [{minimum}, {maximum}]", minimum <= value <= maximum
+    elif minimum is not None:
+        expected, ok = f"a value >= {minimum}", value >= minimum
+    else:
+        expected, ok = f"a value > {above}", value > above
+    if not ok:
+        raise ConfigError(f"{source}: key {key!r} has value {value!r}; expected {expected}")
+
+
+def _check_relations(config, source):
+    """Checks between keys, each naming both keys and their values."""
+    frontend, quantization = config.frontend, config.quantization
+    relations = [
+        (
+            quantization.freeze_epochs <= quantization.epochs,
+            f"quantization.freeze_epochs ({quantization.freeze_epochs}) is more than "
+            f"quantization.epochs ({quantization.epochs}); it counts the last of those epochs",
+        ),
+        (
+            frontend.win_length <= frontend.n_fft,
+            f"frontend.win_length ({frontend.win_length}) is longer than frontend.n_fft "
+            f"({frontend.n_fft})",
+        ),
+        (
+            frontend.fmin < frontend.fmax <= config.data.sample_rate / 2,
+            f"frontend.fmin ({frontend.fmin}) and fmax ({frontend.fmax}) must satisfy "
+            f"fmin < fmax <= data.sample_rate / 2 ({config.data.sample_rate / 2})",
+        ),
+    ]
+    for ok, message in relations:
+        if not ok:
+            raise ConfigError(f"{source}: {message}")
 
 
 def config_from_dict(data, source="<dict>"):
@@ -240,7 +304,9 @@ def config_from_dict(data, source="<dict>"):
         raise ConfigError(
             f"{source}: expected a mapping at the top level, got {type(data).__name__}"
         )
-    return _from_dict(Config, data, "", source)
+    config = _from_dict(Config, data, "", source)
+    _check_relations(config, source)
+    return config
 
 
 def load_config(path):

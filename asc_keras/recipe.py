@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc_keras.config import load_config, save_config
+from asc_keras.config import ConfigError, load_config, save_config
 from asc_keras.data.pipeline import make_dataset, open_split, resolve_data_root, steps_per_epoch
 from asc_keras.data.tau22 import CLASSES
 from asc_keras.distill import Distiller, LabelWeightSchedule, TeacherLogits, load_logits
@@ -154,7 +154,7 @@ def teacher_stage(
     if teachers.train_count == 0:
         return files
     if not teachers.config:
-        raise ValueError(f"{config_path}: teachers.train_count > 0 needs teachers.config")
+        raise ConfigError(f"{config_path}: teachers.train_count > 0 needs teachers.config")
     teacher_path = Path(teachers.config)
     if not teacher_path.is_absolute() and config_path is not None:
         teacher_path = Path(config_path).parent / teacher_path
@@ -260,7 +260,7 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
             config, config_path, run_dir, splits, root, resume, verbose, distribution
         )
         if not logit_files:
-            raise ValueError(
+            raise ConfigError(
                 f"{config_path or 'config'}: distillation.enabled needs teachers.logit_files "
                 f"or teachers.train_count > 0"
             )

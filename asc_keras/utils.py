@@ -5,21 +5,53 @@ import os
 import tempfile
 from pathlib import Path
 
+from asc_keras.errors import UserError
+
+
+class OutputError(UserError):
+    """A file or folder that cannot be written (read-only, full, a file in the way)."""
+
+
+@contextlib.contextmanager
+def writing(path, what="file"):
+    """Turns an `OSError` of the block into an `OutputError` naming `what` and `path`."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(f"cannot write {what} {str(path)!r}: {error.strerror or error}") from error
+
+
+def current_umask():
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
 
-    Readers never see a half-written file: either the old file or the complete new one.
+    Readers never see a half-written file: either the old file or the complete new one. The
+    file gets the permissions a plain `open` would give it (0666 less the umask).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name ends like the real one: some writers insist on ".keras" or ".h5".
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f"-{path.name}")
-    os.close(fd)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary name ends like the real one: some writers insist on ".keras" or ".h5".
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f"-{path.name}")
+        os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        with writing(path):
+            os.chmod(tmp, 0o666 & ~current_umask())
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

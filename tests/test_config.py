@@ -47,3 +47,56 @@ def test_bad_configs_name_the_file_the_key_and_the_value(tmp_path, text, message
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("training:\n  epochs: 0\n", r"'training.epochs' has value 0; expected a value >= 1"),
+        ("training:\n  epochs: -5\n", r"'training.epochs' has value -5; expected a value >= 1"),
+        ("training:\n  batch_size: -4\n", r"'training.batch_size' has value -4; expected a value"),
+        (
+            "training:\n  learning_rate: .nan\n",
+            r"'training.learning_rate' has value nan; expected a finite number",
+        ),
+        (
+            "training:\n  learning_rate: 0\n",
+            r"'training.learning_rate' has value 0.0; expected a value > 0",
+        ),
+        (
+            "augment:\n  dir:\n    probability: 7.0\n",
+            r"'augment.dir.probability' has value 7.0; expected a value in \[0, 1\]",
+        ),
+        (
+            "augment:\n  freq_mixstyle:\n    probability: -0.1\n",
+            r"'augment.freq_mixstyle.probability' has value -0.1",
+        ),
+        ("augment:\n  dir:\n    energy_threshold: -3\n", r"'augment.dir.energy_threshold'"),
+        ("distillation:\n  label_weight: 1.5\n", r"'distillation.label_weight' has value 1.5"),
+        ("distillation:\n  temperature: .inf\n", r"'distillation.temperature' has value inf"),
+        ("model:\n  num_classes: 1\n", r"'model.num_classes' has value 1; expected a value >= 2"),
+        (
+            "quantization:\n  epochs: 3\n  freeze_epochs: 4\n",
+            r"bad.yaml: quantization.freeze_epochs \(4\) is more than quantization.epochs \(3\)",
+        ),
+        ("frontend:\n  win_length: 5000\n", r"frontend.win_length \(5000\) is longer"),
+        ("frontend:\n  fmax: 20000\n", r"fmax \(20000.0\) must satisfy"),
+    ],
+)
+def test_values_out_of_range_are_refused_at_load_time(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}: ")
+
+
+def test_the_limits_themselves_are_accepted(tmp_path):
+    path = tmp_path / "edge.yaml"
+    path.write_text(
+        "training:\n  epochs: 1\n  warmup_epochs: 0\n"
+        "augment:\n  dir:\n    probability: 1.0\n  time_roll: 0\n"
+        "quantization:\n  epochs: 0\n  freeze_epochs: 0\n"
+    )
+    config = load_config(path)
+    assert config.training.epochs == 1 and config.augment.dir.probability == 1.0

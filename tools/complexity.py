@@ -15,6 +15,7 @@ cli.quiet_tensorflow()
 
 from asc_keras.complexity import count_model, variant_report  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
+from asc_keras.errors import UserError  # noqa: E402
 from asc_keras.models import VARIANTS, ds_flexinet  # noqa: E402
 from asc_keras.utils import format_table  # noqa: E402
 
@@ -46,7 +47,7 @@ def main(argv=None):
             )
         return 0
     elif not Path(args.target).is_file():
-        raise ValueError(
+        raise UserError(
             f"{args.target!r} is neither a variant ({', '.join(sorted(VARIANTS))}) "
             f"nor an existing config file"
         )

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from asc_keras.audio import num_frames  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
+from asc_keras.errors import UserError  # noqa: E402
 from asc_keras.data.pipeline import make_dataset, open_split  # noqa: E402
 from asc_keras.evaluation import device_report, format_reports  # noqa: E402
 from asc_keras.evaluation.report import check_model_io, write_report  # noqa: E402
@@ -31,19 +32,19 @@ def load_classifier(path, input_shape, num_classes):
         model.check(input_shape, num_classes)
         return model.predict_dataset
     if not path.is_file():
-        raise ValueError(f"model file {str(path)!r} does not exist")
+        raise UserError(f"model file {str(path)!r} does not exist")
     if path.suffix == ".keras":
         import keras
 
         try:
             model = keras.saving.load_model(path)
         except (ValueError, OSError) as error:
-            raise ValueError(f"{path}: not a loadable .keras model: {error}") from error
+            raise UserError(f"{path}: not a loadable .keras model: {error}") from error
         check_model_io(
             path, model.input_shape[1:], model.output_shape[-1], input_shape, num_classes
         )
         return lambda dataset: model.predict(dataset, verbose=0)
-    raise ValueError(f"{path}: unknown model type {path.suffix!r}; expected .tflite or .keras")
+    raise UserError(f"{path}: unknown model type {path.suffix!r}; expected .tflite or .keras")
 
 
 def main(argv=None):

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from asc_keras.audio.io import load_audio
+from asc_keras.data.tau22 import DatasetError
 
 
 def split_seed(seed, count):
@@ -41,10 +42,10 @@ def load_impulse_responses(folder, sample_rate):
     """All WAV impulse responses of `folder`, resampled to `sample_rate`, not normalised."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"impulse-response folder {str(folder)!r} does not exist")
+        raise DatasetError(f"impulse-response folder {str(folder)!r} does not exist")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".wav")
     if not paths:
-        raise ValueError(f"impulse-response folder {str(folder)!r} holds no .wav files")
+        raise DatasetError(f"impulse-response folder {str(folder)!r} holds no .wav files")
     return [load_audio(path, sample_rate, duration=None) for path in paths]
 
 

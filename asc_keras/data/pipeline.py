@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from asc_keras.audio.frontend import LogMel
+from asc_keras.config import ConfigError
 from asc_keras.data import augment
 from asc_keras.data.cache import WaveformCache, prepare_cache
 from asc_keras.data.tau22 import DOWNLOAD_HINT, DatasetError
@@ -71,7 +72,7 @@ class Augmenter:
         self.responses = None
         if dir_config.enabled and dir_config.probability > 0:
             if not dir_config.folder:
-                raise ValueError("augment.dir.enabled needs augment.dir.folder (impulse responses)")
+                raise ConfigError("augment.dir.enabled needs augment.dir.folder (impulse responses)")
             folder = Path(dir_config.folder)
             if not folder.is_absolute():
                 folder = resolve_data_root(config, data_root) / folder
@@ -134,7 +135,7 @@ def steps_per_epoch(cache, batch_size):
     """Training batches per epoch (the last incomplete batch is dropped)."""
     steps = len(cache) // batch_size
     if steps == 0:
-        raise ValueError(
+        raise ConfigError(
             f"batch size {batch_size} is larger than the {len(cache)} training clips; "
             f"lower training.batch_size"
         )

@@ -6,14 +6,15 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.data.tau22 import CLASSES
+from asc_keras.errors import UserError
 from asc_keras.utils import atomic_path, atomic_write_text
 
 
 def check_model_io(source, shape, classes, input_shape, num_classes):
-    """Raises a ValueError naming `source` when a model's input shape (without the batch) or
+    """Raises a UserError naming `source` when a model's input shape (without the batch) or
     class count is not the config's."""
     if tuple(shape) != tuple(input_shape) or classes != num_classes:
-        raise ValueError(
+        raise UserError(
             f"{source} takes inputs {tuple(shape)} and gives {classes} classes; the config "
             f"gives inputs {tuple(input_shape)} and {num_classes} classes"
         )

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from asc_keras.errors import UserError
 from asc_keras.evaluation.report import check_model_io
 
 
@@ -18,7 +19,7 @@ class TFLiteClassifier:
         try:
             self.runner = interpreter(model_bytes, reference_kernels, threads, xnnpack)
         except ValueError as error:
-            raise ValueError(f"{source}: {error}") from error
+            raise UserError(f"{source}: {error}") from error
         self.input = self.runner.get_input_details()[0]
         self.output = self.runner.get_output_details()[0]
         self.input_shape = tuple(int(d) for d in self.input["shape"][1:])
