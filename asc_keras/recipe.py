@@ -4,7 +4,9 @@ teachers (trained here and/or logit files) -> fusion (eq. 4) -> distilled studen
 [-> the same student without a teacher, for comparison] -> float evaluation per device.
 
 Every stage writes its outputs atomically and is skipped when they exist, so rerunning a
-finished run only prints its summary, and `resume=True` continues an interrupted stage.
+finished run only prints its summary, and `resume=True` continues an interrupted stage. The run
+folder is locked for the run's life and keeps the config it was started with
+(`asc_keras.run_folder`).
 """
 
 import dataclasses
@@ -30,6 +32,7 @@ from asc_keras.distribution import (
 )
 from asc_keras.evaluation import device_report, format_reports
 from asc_keras.models import build_model
+from asc_keras.run_folder import RunLock, check_config
 from asc_keras.training import TrainingError, fit_stage
 from asc_keras.utils import atomic_write_text
 
@@ -161,6 +164,10 @@ def teacher_stage(
     teacher_config = load_config(teacher_path)
     teacher_config.data = config.data
     teacher_config.distribution = config.distribution
+    # The teachers' own config is part of the run: a changed teacher file is refused too.
+    teachers_dir = Path(run_dir) / "teachers"
+    if not check_config(teacher_config, teachers_dir / "config.yaml"):
+        save_config(teacher_config, teachers_dir / "config.yaml")
     for index in range(teachers.train_count):
         stage_dir = Path(run_dir) / "teachers" / f"teacher-{index}"
         logits_path = stage_dir / "logits.npz"
@@ -246,10 +253,15 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
     if not distribution.is_chief:
         distribution.shared_run_dir = run_dir
         run_dir = distribution.worker_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    root = resolve_data_root(config, data_root)
+    root = resolve_data_root(config, data_root).resolve()
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
-    save_config(config, run_dir / "config.yaml")
+    with RunLock(run_dir) as lock:
+        if not check_config(config, run_dir / "config.yaml"):
+            save_config(config, run_dir / "config.yaml")
+        return _run_stages(config, run_dir, config_path, root, resume, verbose, distribution, lock)
+
+
+def _run_stages(config, run_dir, config_path, root, resume, verbose, distribution, lock):
     splits = Splits.open(config)
     summary = {"run_dir": str(run_dir), "reports": {}}
 
@@ -296,15 +308,20 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
         shutil.rmtree(run_dir, ignore_errors=True)
         return summary
     if config.quantization.enabled:
-        summary["quantized"] = quantization_stage(run_dir, verbose)
+        summary["quantized"] = quantization_stage(run_dir, verbose, lock)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
-def quantization_stage(run_dir, verbose):
+def quantization_stage(run_dir, verbose, lock):
     """QAT, int8 export and evaluation in a subprocess: tfmot switches its process to legacy
-    Keras, which must not leak into this one."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    Keras, which must not leak into this one. The child holds the run folder's `lock` with
+    this process and dies with it (`die_with_parent`)."""
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
+        **lock.env,
+    }
     command = [
         sys.executable,
         "-m",
@@ -313,7 +330,7 @@ def quantization_stage(run_dir, verbose):
         "--verbose",
         str(verbose),
     ]
-    if subprocess.run(command, env=env).returncode != 0:
+    if subprocess.run(command, env=env, pass_fds=lock.pass_fds).returncode != 0:
         raise TrainingError(
             f"the quantization stage of {run_dir} failed (see above); fix the "
             f"cause and rerun with --resume"

@@ -13,12 +13,15 @@ class OutputError(UserError):
 
 
 @contextlib.contextmanager
-def writing(path, what="file"):
+def writing(path, what="file", hint=None):
     """Turns an `OSError` of the block into an `OutputError` naming `what` and `path`."""
     try:
         yield
     except OSError as error:
-        raise OutputError(f"cannot write {what} {str(path)!r}: {error.strerror or error}") from error
+        reason = error.strerror or error
+        raise OutputError(
+            f"cannot write {what} {str(path)!r}: {reason}{f'; {hint}' if hint else ''}"
+        ) from error
 
 
 def current_umask():

@@ -16,8 +16,8 @@ import numpy as np  # noqa: E402
 
 from asc_keras.audio import num_frames  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
-from asc_keras.errors import UserError  # noqa: E402
 from asc_keras.data.pipeline import make_dataset, open_split  # noqa: E402
+from asc_keras.errors import UserError  # noqa: E402
 from asc_keras.evaluation import device_report, format_reports  # noqa: E402
 from asc_keras.evaluation.report import check_model_io, write_report  # noqa: E402
 

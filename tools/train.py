@@ -1,6 +1,6 @@
 """Trains a DS-FlexiNet student with the paper's recipe, stage by stage, in one run folder.
 
-python tools/train.py configs/sm2.yaml [--data-root DIR] [--out runs/sm2] [--resume]
+python tools/train.py configs/sm2.yaml [--data-root DIR] [--out runs/sm2] [--resume | --new-run]
 """
 
 import argparse
@@ -12,6 +12,7 @@ cli.quiet_tensorflow()
 
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.recipe import run_training  # noqa: E402
+from asc_keras.run_folder import new_run_folder  # noqa: E402
 
 
 def main(argv=None):
@@ -21,11 +22,20 @@ def main(argv=None):
         "--data-root", help="dataset folder with meta.csv (else config / ASC_DATA_ROOT)"
     )
     parser.add_argument("--out", help="run folder (default runs/<config name>)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    runs.add_argument(
+        "--new-run",
+        action="store_true",
+        help="if --out is taken, start in the first free <out>-2, <out>-3, ... instead",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress bars")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
+    if args.new_run:
+        out = new_run_folder(out)
+        print(f"new run folder: {out}")
     run_training(
         config,
         out,

@@ -1,9 +1,14 @@
 """Decoded, resampled waveforms of a split, stored once so that epochs never re-decode WAVs.
 
 A cache folder holds `waveforms.npy` (float16, clips x samples, memory-mapped when read),
-`records.tsv` (the clip order) and `manifest.json`, written last: a folder without a manifest
-is unfinished and never read. Preparation writes into `waveforms.partial.npy` and records its
-progress after every chunk, so an interrupted run resumes where it stopped.
+`records.tsv` (the clip order), `files.tsv` (size and modification time of every source file)
+and `manifest.json`, written last: a folder without a manifest is unfinished and never read.
+Preparation writes into `waveforms.partial.npy` and records its progress after every chunk, so
+an interrupted run resumes where it stopped.
+
+The cache's key covers the settings, the file names and labels, and the size and modification
+time of every audio file: a changed, replaced or touched WAV makes the cache stale, and it is
+rebuilt with a message naming the files that changed.
 """
 
 import concurrent.futures
@@ -20,7 +25,7 @@ from tqdm import tqdm
 
 from asc_keras.audio.io import load_audio
 from asc_keras.data.tau22 import DatasetError, Record, read_split
-from asc_keras.utils import atomic_path, atomic_write_text
+from asc_keras.utils import atomic_path, atomic_write_text, writing
 
 CACHE_FORMAT = 1
 CHUNK = 256
@@ -70,11 +75,59 @@ class WaveformCache:
         return len(self.records)
 
 
-def fingerprint(records, sample_rate, duration):
-    digest = hashlib.sha256(f"{CACHE_FORMAT}|{sample_rate}|{duration}".encode())
+def file_stats(root, records):
+    """(size, modification time in ns) of every record's audio file; missing ones are an
+    error naming them."""
+    stats, missing = [], []
     for r in records:
-        digest.update(f"|{r.filename}:{r.label}".encode())
+        try:
+            stat = os.stat(Path(root) / r.filename)
+        except FileNotFoundError:
+            missing.append(r.filename)
+            continue
+        stats.append((stat.st_size, stat.st_mtime_ns))
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} of {len(records)} audio files listed are missing under {root}, "
+            f"e.g. {missing[:3]}"
+        )
+    return stats
+
+
+def fingerprint(records, stats, sample_rate, duration):
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{sample_rate}|{duration}".encode())
+    for r, (size, mtime) in zip(records, stats):
+        digest.update(f"|{r.filename}:{r.label}:{size}:{mtime}".encode())
     return digest.hexdigest()[:16]
+
+
+def _write_stats(path, records, stats):
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(["filename", "size", "mtime_ns"])
+        writer.writerows((r.filename, *s) for r, s in zip(records, stats))
+
+
+def changed_files(directory, records, stats):
+    """What differs between a cache's `files.tsv` and the files now: a short description."""
+    try:
+        with open(Path(directory) / "files.tsv", newline="") as f:
+            old = {
+                row["filename"]: (int(row["size"]), int(row["mtime_ns"]))
+                for row in csv.DictReader(f, delimiter="\t")
+            }
+    except (OSError, KeyError, ValueError):
+        return "the files it was made from are not recorded"
+    now = {r.filename: s for r, s in zip(records, stats)}
+    changed = [name for name, s in now.items() if name in old and tuple(old[name]) != s]
+    added = [name for name in now if name not in old]
+    removed = [name for name in old if name not in now]
+    parts = [
+        f"{len(names)} {what}, e.g. {names[:3]}"
+        for names, what in ((changed, "changed"), (added, "added"), (removed, "removed"))
+        if names
+    ]
+    return "; ".join(parts) or "the settings or labels changed"
 
 
 def cache_directory(cache_root, split, sample_rate):
@@ -137,43 +190,45 @@ def prepare_cache(
     Returns the opened cache. An existing finished cache for the same files is reused.
     """
     records = read_split(root, split)
+    stats = file_stats(root, records)
     directory = cache_directory(cache_root, split, sample_rate)
-    key = fingerprint(records, sample_rate, duration)
+    key = fingerprint(records, stats, sample_rate, duration)
     if _finished(directory, key):
         return open_cache(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    with writing(directory, "the waveform cache", "set data.cache_dir to a writable folder"):
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = open(directory / ".lock", "w")
     # Several processes (the workers of a multi-worker run) may prepare the same cache: one
     # builds it while the others wait, then they all open the finished cache.
-    with open(directory / ".lock", "w") as lock:
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _finished(directory, key):
+        if _finished(
+            directory, key, describe_change=lambda: changed_files(directory, records, stats)
+        ):
             return open_cache(directory)
         return _build_cache(
-            root, split, directory, records, key, sample_rate, duration, workers, progress
+            root, split, directory, records, stats, key, sample_rate, duration, workers, progress
         )
 
 
-def _finished(directory, key):
-    """Whether `directory` holds a finished cache of these files (a stale one is unmarked)."""
+def _finished(directory, key, describe_change=None):
+    """Whether `directory` holds a finished cache of these files. A stale one is unmarked
+    (and rebuilt by the caller), saying what changed when `describe_change` is given."""
     manifest_path = directory / "manifest.json"
     if not manifest_path.is_file():
         return False
     if json.loads(manifest_path.read_text()).get("fingerprint") == key:
         return True
-    manifest_path.unlink()  # stale: other files or settings; rebuilt by the caller
+    if describe_change is not None:
+        print(f"waveform cache {directory} is stale ({describe_change()}); rebuilding it")
+        manifest_path.unlink()
     return False
 
 
-def _build_cache(root, split, directory, records, key, sample_rate, duration, workers, progress):
+def _build_cache(
+    root, split, directory, records, stats, key, sample_rate, duration, workers, progress
+):
     manifest_path = directory / "manifest.json"
-
-    missing = [r.filename for r in records if not (Path(root) / r.filename).is_file()]
-    if missing:
-        raise DatasetError(
-            f"{len(missing)} of {len(records)} audio files listed for split {split!r} are "
-            f"missing under {root}, e.g. {missing[:3]}"
-        )
-
     samples = int(round(sample_rate * duration))
     partial = directory / "waveforms.partial.npy"
     progress_path = directory / "progress.json"
@@ -209,6 +264,7 @@ def _build_cache(root, split, directory, records, key, sample_rate, duration, wo
     del waveforms
     os.replace(partial, directory / "waveforms.npy")
     _write_records(directory / "records.tsv", records)
+    _write_stats(directory / "files.tsv", records, stats)
     manifest = {
         "format": CACHE_FORMAT,
         "fingerprint": key,

@@ -72,7 +72,9 @@ class Augmenter:
         self.responses = None
         if dir_config.enabled and dir_config.probability > 0:
             if not dir_config.folder:
-                raise ConfigError("augment.dir.enabled needs augment.dir.folder (impulse responses)")
+                raise ConfigError(
+                    "augment.dir.enabled needs augment.dir.folder (the impulse responses)"
+                )
             folder = Path(dir_config.folder)
             if not folder.is_absolute():
                 folder = resolve_data_root(config, data_root) / folder

@@ -8,6 +8,7 @@ Audio files are `audio/<scene>-<city>-<location>-<segment>-<index>-<device>.wav`
 
 import csv
 import dataclasses
+import os
 from pathlib import Path
 
 from asc_keras.errors import UserError
@@ -91,6 +92,32 @@ def read_tsv(path, required):
         return list(reader)
 
 
+class RootedPaths:
+    """Checks that paths named by dataset files stay inside the dataset root, symlinks
+    resolved: an absolute path, `..` or a link out of the root is an error naming the line."""
+
+    def __init__(self, root):
+        self.root = os.path.realpath(root)
+        self._folders = {}  # folder as written -> resolved, so each folder is resolved once
+
+    def check(self, filename, where):
+        if not filename or os.path.isabs(filename):
+            raise DatasetError(
+                f"{where}: file name {filename!r} is not a path relative to the dataset root"
+            )
+        folder, name = os.path.split(os.path.join(self.root, filename))
+        if folder not in self._folders:
+            self._folders[folder] = os.path.realpath(folder)
+        path = os.path.normpath(os.path.join(self._folders[folder], name))
+        if os.path.islink(path):
+            path = os.path.realpath(path)
+        if not path.startswith(self.root + os.sep):
+            raise DatasetError(
+                f"{where}: file name {filename!r} leads to {path}, outside the dataset root "
+                f"{self.root}"
+            )
+
+
 def split_file(root, split):
     root = Path(root)
     if split in SPLITS:
@@ -109,10 +136,13 @@ def read_split(root, split):
     if not (root / "meta.csv").is_file():
         raise DatasetError(f"no meta.csv in {str(root)!r}; {DOWNLOAD_HINT}")
     meta_path = root / "meta.csv"
-    meta = {
-        row["filename"]: row
-        for row in read_tsv(meta_path, ("filename", "scene_label", "identifier", "source_label"))
-    }
+    paths = RootedPaths(root)
+    meta = {}
+    meta_rows = read_tsv(meta_path, ("filename", "scene_label", "identifier", "source_label"))
+    for line, row in enumerate(meta_rows, start=2):
+        paths.check(row["filename"], f"{meta_path}, line {line}")
+        label_of(row["scene_label"], f"{meta_path}, line {line}")
+        meta[row["filename"]] = row
     path = split_file(root, split)
     has_labels = split != "test"
     rows = read_tsv(path, ("filename", "scene_label") if has_labels else ("filename",))
@@ -120,6 +150,7 @@ def read_split(root, split):
     for line, row in enumerate(rows, start=2):
         filename = row["filename"]
         where = f"{path}, line {line}"
+        paths.check(filename, where)
         scene, city, location, device = parse_filename(filename)
         if filename in meta:
             meta_row = meta[filename]

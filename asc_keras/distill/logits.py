@@ -9,6 +9,7 @@ column per class, in the alphabetical class order of the dataset.
 import csv
 import dataclasses
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,13 @@ class TeacherLogits:
         if not np.all(np.isfinite(self.logits)):
             raise LogitFileError(f"{self.source}: logits contain NaN or infinite values")
         self._row = {name: i for i, name in enumerate(self.filenames)}
+        if len(self._row) != len(self.filenames):
+            seen = set()
+            twice = [f for f in self.filenames if f in seen or seen.add(f)]
+            raise LogitFileError(
+                f"{self.source}: {len(twice)} file name(s) appear more than once, e.g. "
+                f"{twice[:3]}; each clip needs exactly one row of logits"
+            )
 
     def check_classes(self, classes=CLASSES):
         if len(self.classes) != len(classes):
@@ -100,25 +108,53 @@ def load_logits(path, classes=CLASSES):
                     source=str(path),
                     extra=extra,
                 )
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
             if isinstance(error, LogitFileError):
                 raise
-            raise LogitFileError(f"{path}: not a readable .npz logit file: {error}") from error
+            raise LogitFileError(
+                f"{path}: not a readable .npz logit file (truncated or damaged?): {error}"
+            ) from error
     elif path.suffix in (".csv", ".tsv"):
-        text = path.read_text()
-        delimiter = "\t" if "\t" in text.splitlines()[0] else ","
-        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-        header, body = rows[0], [r for r in rows[1:] if r]
-        if not header or header[0] != "filename":
-            raise LogitFileError(f"{path}: the first column must be 'filename', got {header[:1]}")
-        try:
-            logits = np.array([[float(v) for v in r[1:]] for r in body], np.float32)
-        except ValueError as error:
-            raise LogitFileError(f"{path}: non-numeric logit: {error}") from error
-        teacher = TeacherLogits(
-            [r[0] for r in body], logits.reshape(len(body), -1), tuple(header[1:]), source=str(path)
-        )
+        teacher = _read_logit_table(path)
     else:
         raise LogitFileError(f"{path}: unknown logit file type {path.suffix!r}; use .npz or .csv")
     teacher.check_classes(classes)
     return teacher
+
+
+def _read_logit_table(path):
+    """A `.csv` / `.tsv` logit file; errors name the file and the line."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as error:
+        raise LogitFileError(f"{path}: not a text file: {error}") from error
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise LogitFileError(
+            f"{path}: empty; expected a header line 'filename' followed by one column per class"
+        )
+    delimiter = "\t" if "\t" in lines[0] else ","
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    header = rows[0]
+    if header[0] != "filename":
+        raise LogitFileError(f"{path}: the first column must be 'filename', got {header[:1]}")
+    filenames, logits = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise LogitFileError(
+                f"{path}, line {line}: {len(row)} fields, the header has {len(header)} "
+                f"(filename and {len(header) - 1} classes)"
+            )
+        try:
+            logits.append([float(v) for v in row[1:]])
+        except ValueError as error:
+            raise LogitFileError(f"{path}, line {line}: non-numeric logit: {error}") from error
+        filenames.append(row[0])
+    return TeacherLogits(
+        filenames,
+        np.array(logits, np.float32).reshape(len(filenames), len(header) - 1),
+        tuple(header[1:]),
+        source=str(path),
+    )

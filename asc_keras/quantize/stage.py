@@ -10,7 +10,6 @@ model (JSON and confusion PNG) and summary.json, the last file, written when all
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -18,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402  (Keras 3 first: the student is a Keras 3 model)
 import numpy as np  # noqa: E402
 
+from asc_keras import cli  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.data.pipeline import make_dataset, steps_per_epoch  # noqa: E402
 from asc_keras.distill import load_logits  # noqa: E402
@@ -30,6 +30,7 @@ from asc_keras.quantize.convert import check_int8, convert  # noqa: E402
 from asc_keras.quantize.micro import check_micro  # noqa: E402
 from asc_keras.quantize.twin import build_twin  # noqa: E402
 from asc_keras.recipe import Splits  # noqa: E402
+from asc_keras.run_folder import RunLock, die_with_parent  # noqa: E402
 from asc_keras.utils import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 
@@ -143,13 +144,15 @@ def quantize_run(run_dir, verbose=2):
 
 
 def main(argv=None):
+    die_with_parent()  # started by tools/train.py: never outlive it
     parser = argparse.ArgumentParser(description="QAT, int8 export and evaluation of a run")
     parser.add_argument("run_dir")
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
-    quantize_run(args.run_dir, args.verbose)
+    with RunLock(args.run_dir):  # inherited from the run that started this process, if any
+        quantize_run(args.run_dir, args.verbose)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -39,3 +39,14 @@ def test_bad_files_name_the_file(tmp_path):
     soundfile.write(tmp_path / "nan.wav", samples, 32000, subtype="FLOAT")
     with pytest.raises(AudioError, match="nan.wav.*NaN"):
         load_audio(tmp_path / "nan.wav")
+
+
+def test_a_truncated_wav_is_an_error_and_a_short_complete_one_is_padded(tmp_path):
+    # A 1 s 44.1 kHz 24-bit clip as in TAU22 (132 KB), cut to its first 20 KB.
+    soundfile.write(tmp_path / "whole.wav", np.full(44100, 0.1), 44100, subtype="PCM_24")
+    data = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[:20_000])
+    with pytest.raises(AudioError, match=r"cut.wav' is truncated: .* announces 132300 bytes"):
+        load_audio(tmp_path / "cut.wav")
+    soundfile.write(tmp_path / "short.wav", np.full(6615, 0.1), 44100, subtype="PCM_24")
+    assert load_audio(tmp_path / "short.wav").shape == (32000,)  # complete, 0.15 s: padded

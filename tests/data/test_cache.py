@@ -55,3 +55,40 @@ def test_missing_audio_files_are_counted_and_named(synthetic_root, tmp_path):
         path.unlink()
     with pytest.raises(DatasetError, match=r"2 of \d+ audio files .* missing.*-s5.wav"):
         prepare_cache(root, "evaluate", tmp_path / "cache", progress=False)
+
+
+def test_a_changed_wav_makes_the_cache_stale_and_names_the_file(synthetic_root, tmp_path, capsys):
+    import os
+    import shutil
+
+    import soundfile
+
+    root = tmp_path / "copy"
+    shutil.copytree(synthetic_root, root, ignore=shutil.ignore_patterns("asc_keras_cache"))
+    before = prepare_cache(root, "evaluate", tmp_path / "cache", progress=False)
+    index = 3
+    victim = root / before.records[index].filename
+    stat = victim.stat()
+    soundfile.write(victim, np.full(44100, 0.5), 44100, subtype="PCM_24")  # same size
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert victim.stat().st_size == stat.st_size
+    capsys.readouterr()
+    after = prepare_cache(root, "evaluate", tmp_path / "cache", progress=False)
+    message = capsys.readouterr().out
+    assert "is stale (1 changed, e.g. ['" + before.records[index].filename in message
+    np.testing.assert_allclose(after.waveforms[index], load_audio(victim), atol=1e-3)
+    others = [i for i in range(len(after)) if i != index]
+    np.testing.assert_array_equal(after.waveforms[others], before.waveforms[others])
+    capsys.readouterr()
+    prepare_cache(root, "evaluate", tmp_path / "cache", progress=False)  # unchanged: reused
+    assert "stale" not in capsys.readouterr().out
+
+
+def test_an_unwritable_cache_folder_is_one_clear_error(synthetic_root, tmp_path):
+    from asc_keras.errors import UserError
+
+    (tmp_path / "a-file").write_text("in the way")
+    with pytest.raises(
+        UserError, match=r"cannot write the waveform cache .*a-file.*data.cache_dir"
+    ):
+        prepare_cache(synthetic_root, "evaluate", tmp_path / "a-file" / "cache", progress=False)

@@ -64,3 +64,48 @@ def test_unparseable_device_names_the_file(dataset_copy):
 def test_missing_dataset_says_where_to_download(tmp_path):
     with pytest.raises(DatasetError, match="zenodo.org/record/6337421"):
         read_split(tmp_path, "train")
+
+
+def test_an_unknown_scene_label_in_meta_csv_names_file_and_line(dataset_copy):
+    path = dataset_copy / "meta.csv"
+    lines = path.read_text().splitlines()
+    fields = lines[4].split("\t")
+    lines[4] = "\t".join([fields[0], "beach", *fields[2:]])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"meta.csv, line 5: unknown scene label 'beach'"):
+        read_split(dataset_copy, "train")
+
+
+@pytest.mark.parametrize("where", ["meta.csv", "evaluation_setup/fold1_train.csv"])
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "audio/../../../outside/bus-lyon-1-2-0-a.wav",
+        "/etc/bus-lyon-1-2-0-a.wav",
+        "escape/bus-lyon-1-2-0-a.wav",  # a link to a folder outside the root
+    ],
+)
+def test_paths_that_leave_the_dataset_root_are_refused(dataset_copy, tmp_path, where, filename):
+    (tmp_path / "outside").mkdir()
+    (dataset_copy / "escape").symlink_to(tmp_path / "outside")
+    path = dataset_copy / where
+    lines = path.read_text().splitlines()
+    fields = lines[1].split("\t")
+    lines[1] = "\t".join([filename, "bus", *fields[2:]])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=rf"{where}, line 2: file name '{filename}' "):
+        read_split(dataset_copy, "train")
+
+
+def test_a_link_that_stays_inside_the_root_is_read(dataset_copy, synthetic_root):
+    # audio/ as a link to a folder inside the root (the audio itself stays out of the copy)
+    (dataset_copy / "wavs").symlink_to(synthetic_root / "audio")
+    assert not (synthetic_root / "audio").is_relative_to(dataset_copy)
+    (dataset_copy / "inside").mkdir()
+    (dataset_copy / "inside" / "audio").symlink_to(dataset_copy / "inside")
+    path = dataset_copy / "evaluation_setup" / "fold1_train.csv"
+    lines = path.read_text().splitlines()
+    name = lines[1].split("\t")[0].removeprefix("audio/")
+    lines[1] = f"inside/audio/{name}\t{lines[1].split(chr(9))[1]}"
+    path.write_text("\n".join(lines) + "\n")
+    assert read_split(dataset_copy, "train")[0].filename == f"inside/audio/{name}"

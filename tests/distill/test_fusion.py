@@ -70,3 +70,31 @@ def test_logit_file_errors_name_the_problem(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(LogitFileError, match="bad.npz"):
         load_logits(tmp_path / "bad.npz")
+
+
+def test_damaged_and_ambiguous_logit_files_name_the_file_and_line(tmp_path):
+    names = [f"audio/f{i}.wav" for i in range(4)]
+    TeacherLogits(names, np.zeros((4, 10))).save(tmp_path / "whole.npz")
+    data = (tmp_path / "whole.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LogitFileError, match="cut.npz: not a readable .npz logit file"):
+        load_logits(tmp_path / "cut.npz")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(LogitFileError, match="empty.csv: empty; expected a header line"):
+        load_logits(tmp_path / "empty.csv")
+    header = "filename\t" + "\t".join(CLASSES)
+    row = "\t".join(["0.5"] * 10)
+    (tmp_path / "twice.csv").write_text(
+        f"{header}\naudio/f0.wav\t{row}\naudio/f1.wav\t{row}\naudio/f0.wav\t{row}\n"
+    )
+    with pytest.raises(LogitFileError, match=r"twice.csv: 1 file name\(s\) .* \['audio/f0.wav'\]"):
+        load_logits(tmp_path / "twice.csv")
+    with pytest.raises(LogitFileError, match="appear more than once"):
+        TeacherLogits(["a", "b", "a"], np.zeros((3, 10)))
+    (tmp_path / "short.csv").write_text(f"{header}\naudio/f0.wav\t{row}\naudio/f1.wav\t0.5\t0.5\n")
+    with pytest.raises(LogitFileError, match=r"short.csv, line 3: 3 fields, the header has 11"):
+        load_logits(tmp_path / "short.csv")
+    bad_row = "\t".join(["0.5"] * 9 + ["x"])
+    (tmp_path / "text.csv").write_text(f"{header}\naudio/f0.wav\t{bad_row}\n")
+    with pytest.raises(LogitFileError, match=r"text.csv, line 2: non-numeric logit"):
+        load_logits(tmp_path / "text.csv")
