@@ -32,7 +32,7 @@ from asc_keras.distribution import (
 )
 from asc_keras.evaluation import device_report, format_reports
 from asc_keras.models import build_model
-from asc_keras.run_folder import RunLock, check_config
+from asc_keras.run_folder import check_config, locked_run_folder
 from asc_keras.training import TrainingError, fit_stage
 from asc_keras.utils import atomic_write_text
 
@@ -255,9 +255,7 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
         run_dir = distribution.worker_run_dir()
     root = resolve_data_root(config, data_root).resolve()
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
-    with RunLock(run_dir) as lock:
-        if not check_config(config, run_dir / "config.yaml"):
-            save_config(config, run_dir / "config.yaml")
+    with locked_run_folder(config, run_dir) as lock:
         return _run_stages(config, run_dir, config_path, root, resume, verbose, distribution, lock)
 
 

@@ -11,6 +11,7 @@
   never leaves a stage running on its own.
 """
 
+import contextlib
 import ctypes
 import datetime
 import fcntl
@@ -20,7 +21,7 @@ import socket
 import sys
 from pathlib import Path
 
-from asc_keras.config import config_to_dict, load_config
+from asc_keras.config import config_to_dict, load_config, save_config
 from asc_keras.errors import UserError
 from asc_keras.utils import writing
 
@@ -136,8 +137,10 @@ def check_config(config, path):
     path = Path(path)
     if not path.is_file():
         return False
-    saved = config_to_dict(load_config(path))
-    differences = list(_differences(saved, config_to_dict(config)))
+    saved, now = config_to_dict(load_config(path)), config_to_dict(config)
+    for data in (saved["data"], now["data"]):  # folders written relative and absolute match
+        data["root"] = data["root"] and str(Path(data["root"]).resolve())
+    differences = list(_differences(saved, now))
     if differences:
         run_dir = path.parent
         raise RunFolderError(
@@ -147,6 +150,18 @@ def check_config(config, path):
             f"--new-run or another --out. Nothing was changed."
         )
     return True
+
+
+@contextlib.contextmanager
+def locked_run_folder(config, run_dir):
+    """Holds `run_dir`'s lock for the block, with `config` checked against (or saved as) its
+    config.yaml. A refused config writes nothing, not even the lock file. Yields the lock."""
+    path = Path(run_dir) / "config.yaml"
+    check_config(config, path)
+    with RunLock(run_dir) as lock:
+        if not check_config(config, path):  # checked again: another run may have started
+            save_config(config, path)
+        yield lock
 
 
 def new_run_folder(out):

@@ -1,10 +1,14 @@
 import os
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from tests.helpers import train_command, wait_for  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +44,51 @@ def synthetic_config(synthetic_root, tmp_path_factory):
             "training": {"batch_size": 16},
         }
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(synthetic_root, tmp_path_factory):
+    """The whole recipe in miniature, run once through tools/train.py: one teacher, fusion,
+    the distilled student, the student on labels alone, QAT (2 free epochs, 1 frozen), int8
+    export and checks. While it trains, a second run on its folder is tried (and refused)."""
+    folder = tmp_path_factory.mktemp("faults")
+    (folder / "teacher.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "augment": {"dir": {"folder": "impulse_responses", "probability": 0.4}},
+                "model": {"architecture": "cp_resnet", "width": 4},
+                "training": {"epochs": 4, "batch_size": 16, "warmup_epochs": 1},
+                "distillation": {"enabled": False},
+            }
+        )
+    )
+    config = folder / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"root": str(synthetic_root), "cache_dir": str(folder / "cache")},
+                "augment": {"dir": {"folder": "impulse_responses", "energy_threshold": "auto"}},
+                "model": {"variant": "sm1"},
+                "training": {"epochs": 4, "batch_size": 16, "warmup_epochs": 1},
+                "teachers": {"train_count": 1, "config": "teacher.yaml"},
+                "distillation": {"label_weight": 0.1, "compare_without_teacher": True},
+                "quantization": {
+                    "epochs": 3,
+                    "freeze_epochs": 1,
+                    "representative_batches": 2,
+                    "micro_check_inputs": 20,
+                },
+            }
+        )
+    )
+    whole = folder / "whole"
+    command, env = train_command(config, whole)
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A second run on the same folder while the first one trains is refused, and changes
+    # nothing of the first's.
+    assert wait_for(whole / "teachers" / "teacher-0" / "checkpoints", first)
+    config_before = (whole / "config.yaml").read_bytes()
+    second = subprocess.run(command, env=env, capture_output=True, text=True)
+    out, err = first.communicate()
+    assert first.returncode == 0, err.decode()[-3000:]
+    return {"config": config, "whole": whole, "second": second, "config_before": config_before}

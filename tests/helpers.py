@@ -1,7 +1,15 @@
-"""Checks that every asc_keras layer must pass, in the spirit of KerasHub's `run_layer_test`."""
+"""Helpers of the tests: the checks every asc_keras layer must pass (in the spirit of
+KerasHub's `run_layer_test`), and running tools/train.py as a user would."""
+
+import os
+import sys
+import time
+from pathlib import Path
 
 import keras
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape, tmp_path):
@@ -41,3 +49,18 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape, t
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     return layer
+
+
+def train_command(config, out, *flags):
+    """tools/train.py CONFIG --out OUT --quiet FLAGS, and its environment."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    command = [sys.executable, str(ROOT / "tools" / "train.py"), str(config), "--out", str(out)]
+    return [*command, "--quiet", *flags], env
+
+
+def wait_for(path, process, timeout=600):
+    """Waits until `path` exists (True) or `process` ends or time runs out (False)."""
+    deadline = time.time() + timeout
+    while not path.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    return path.exists()

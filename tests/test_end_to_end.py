@@ -1,4 +1,5 @@
-"""tools/train.py through every stage on a small synthetic dataset, then the int8 tools."""
+"""tools/train.py through every stage on a small synthetic dataset (the `tiny_recipe` run of
+conftest.py), then the int8 tools."""
 
 import json
 import os
@@ -7,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,43 +24,8 @@ def run_tool(name, *args, check=True):
 
 
 @pytest.mark.slow
-def test_the_whole_recipe_ends_with_a_checked_int8_model(tmp_path, synthetic_root):
-    teacher = tmp_path / "teacher.yaml"
-    teacher.write_text(
-        yaml.safe_dump(
-            {
-                "augment": {
-                    "dir": {"folder": "impulse_responses", "probability": 0.4},
-                    "freq_mixstyle": {"probability": 0.8, "alpha": 0.4},
-                },
-                "model": {"architecture": "cp_resnet", "width": 8},
-                "training": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0},
-                "distillation": {"enabled": False},
-            }
-        )
-    )
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data": {"root": str(synthetic_root), "cache_dir": str(tmp_path / "cache")},
-                "augment": {"dir": {"folder": "impulse_responses", "energy_threshold": "auto"}},
-                "model": {"variant": "sm1"},
-                "training": {"epochs": 2, "batch_size": 16, "warmup_epochs": 1},
-                "teachers": {"train_count": 2, "config": "teacher.yaml", "fusion": "fused"},
-                "distillation": {"label_weight": 0.1},
-                "quantization": {
-                    "epochs": 1,
-                    "freeze_epochs": 1,
-                    "representative_batches": 2,
-                    "micro_check_inputs": 20,
-                },
-            }
-        )
-    )
-    run_tool("train.py", config, "--out", tmp_path / "run", "--quiet")
-
-    run = tmp_path / "run"
+def test_the_whole_recipe_ends_with_a_checked_int8_model(tiny_recipe, tmp_path):
+    config, run = tiny_recipe["config"], tiny_recipe["whole"]
     summary = json.loads((run / "summary.json").read_text())
     quantized = summary["quantized"]
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "RSQRT", "MUL"} <= set(quantized["int8_ops"])
@@ -77,7 +42,7 @@ def test_the_whole_recipe_ends_with_a_checked_int8_model(tmp_path, synthetic_roo
         "report_int8_confusion.png",
     ):
         assert (run / "quantized" / name).is_file(), name
-    assert set(summary["reports"]) == {"student"}
+    assert set(summary["reports"]) == {"student", "student, no teacher"}
     assert (run / "teachers" / "fused.npz").is_file()
 
     # The int8 model holds the student's parameters: at least the count with every BatchNorm

@@ -14,6 +14,7 @@ cli.quiet_tensorflow()
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.data.pipeline import resolve_data_root  # noqa: E402
 from asc_keras.recipe import Splits, train_teacher  # noqa: E402
+from asc_keras.run_folder import locked_run_folder  # noqa: E402
 
 
 def main(argv=None):
@@ -27,11 +28,11 @@ def main(argv=None):
     config = load_config(args.config)
     if args.seed is not None:
         config.training = dataclasses.replace(config.training, seed=args.seed)
-    root = resolve_data_root(config, args.data_root)
+    root = resolve_data_root(config, args.data_root).resolve()
     config.data = dataclasses.replace(config.data, root=str(root))
-    splits = Splits.open(config)
     out = Path(args.out or f"runs/{Path(args.config).stem}-seed{config.training.seed}")
-    path = train_teacher(config, out, splits, root, args.resume)
+    with locked_run_folder(config, out):
+        path = train_teacher(config, out, Splits.open(config), root, args.resume)
     print(f"teacher logits: {path}")
     return 0
 

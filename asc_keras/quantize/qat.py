@@ -8,6 +8,8 @@ is quantised through `OutputQuantizeConfig`, and its inner tensors by `QatResidu
 """
 
 import contextlib
+import json
+from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
@@ -19,6 +21,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 )
 
 from asc_keras.quantize.twin import TwinResidualNorm
+from asc_keras.utils import atomic_write_text
 
 quantize_keras = tfmot.quantization.keras
 
@@ -297,30 +300,94 @@ def calibrate(qat_model, batches):
             layer.trainable = was
 
 
-def fine_tune(qat_model, train_dataset, steps, quantization, distillation, with_teacher, verbose=2):
+class EpochCheckpoints(tf_keras.callbacks.Callback):
+    """Keeps the history of a QAT phase and, with a `directory`, saves the model (weights and
+    quantizer ranges) and optimiser after every epoch, so that a killed QAT resumes from its
+    last complete epoch. The history goes first (`history-N.json`), then the checkpoint,
+    whose index file `tf.train.CheckpointManager` replaces last: a torn save is never read."""
+
+    def __init__(self, directory, model, optimizer, history):
+        super().__init__()
+        self.directory = Path(directory) if directory else None
+        self.history = {key: list(values) for key, values in history.items()}
+        if self.directory:
+            self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+            self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
+
+    def latest_epoch(self):
+        if not self.directory or not self.manager.latest_checkpoint:
+            return None
+        return int(self.manager.latest_checkpoint.rsplit("-", 1)[1])
+
+    def restore(self, variables):
+        """Loads the newest checkpoint (after building the optimiser for `variables`);
+        returns its epoch, or None where there is none."""
+        epoch = self.latest_epoch()
+        if epoch is not None:
+            self.checkpoint.optimizer.build(variables)
+            self.checkpoint.restore(
+                self.manager.latest_checkpoint
+            ).assert_existing_objects_matched()
+            self.history = json.loads((self.directory / f"history-{epoch}.json").read_text())
+            print(f"resuming QAT from epoch {epoch} ({self.manager.latest_checkpoint})")
+        return epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        if self.directory:
+            atomic_write_text(
+                self.directory / f"history-{epoch + 1}.json", json.dumps(self.history)
+            )
+            self.manager.save(checkpoint_number=epoch + 1)
+
+
+def fine_tune(
+    qat_model,
+    train_dataset,
+    steps,
+    quantization,
+    distillation,
+    with_teacher,
+    verbose=2,
+    checkpoint_dir=None,
+):
     """QAT fine-tuning: `quantization.epochs` epochs, the last `freeze_epochs` with frozen
-    BN statistics and quantizer ranges. `train_dataset(first_epoch, epochs)` yields batches."""
+    BN statistics and quantizer ranges. `train_dataset(first_epoch, epochs)` yields batches.
+
+    With a `checkpoint_dir`, every epoch is saved there and a rerun continues from the last
+    one, on the batches an uninterrupted run would see. Returns the history."""
     loss = make_loss(distillation.temperature, distillation.label_weight_end)
     calibrate(
         qat_model, (x for x, _ in train_dataset(0, 1).take(quantization.representative_batches))
     )
-    free_epochs = max(0, quantization.epochs - quantization.freeze_epochs)
-    history = {}
-    for model, first, last in (
-        (qat_model, 0, free_epochs),
-        (FrozenStatistics(qat_model), free_epochs, quantization.epochs),
+    free_epochs = quantization.epochs - quantization.freeze_epochs
+    phases = []
+    for model, first, last, name in (
+        (qat_model, 0, free_epochs, "free"),
+        (FrozenStatistics(qat_model), free_epochs, quantization.epochs, "frozen"),
     ):
-        if last <= first:
-            continue
-        model.compile(
-            tf_keras.optimizers.Adam(quantization.learning_rate),
-            loss=loss,
-            metrics=[packed_accuracy],
-        )
-        data = distillation_targets(train_dataset(first, last), with_teacher)
-        result = model.fit(
-            data, epochs=last, initial_epoch=first, steps_per_epoch=steps, verbose=verbose
-        )
-        for key, values in result.history.items():
-            history.setdefault(key, []).extend(values)
+        if last > first:
+            optimizer = tf_keras.optimizers.Adam(quantization.learning_rate)
+            model.compile(optimizer, loss=loss, metrics=[packed_accuracy])
+            directory = Path(checkpoint_dir) / name if checkpoint_dir else None
+            phases.append((model, first, last, EpochCheckpoints(directory, model, optimizer, {})))
+    # A resumed run continues in the newest phase that has a checkpoint.
+    started = [i for i, phase in enumerate(phases) if phase[3].latest_epoch() is not None]
+    history = {}
+    for model, first, last, checkpoints in phases[max(started, default=0) :]:
+        checkpoints.history = history
+        epoch = checkpoints.restore(qat_model.trainable_variables)
+        epoch = first if epoch is None else epoch
+        if epoch < last:
+            data = distillation_targets(train_dataset(epoch, last), with_teacher)
+            model.fit(
+                data,
+                epochs=last,
+                initial_epoch=epoch,
+                steps_per_epoch=steps,
+                callbacks=[checkpoints],
+                verbose=verbose,
+            )
+        history = checkpoints.history
     return history

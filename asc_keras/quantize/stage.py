@@ -5,6 +5,8 @@ tfmot switches the process to legacy Keras.
 Writes RUN_DIR/quantized/: model_float.tflite, model_ptq_int8.tflite (post-training
 quantization, the baseline), model_int8.tflite (QAT) with model_int8.h / .cc, a report per
 model (JSON and confusion PNG) and summary.json, the last file, written when all is done.
+QAT saves a checkpoint per epoch in qat-checkpoints/; a killed stage continues from there.
+The stage holds the run folder's lock (inherited from tools/train.py) and dies with it.
 """
 
 import argparse
@@ -32,6 +34,15 @@ from asc_keras.quantize.twin import build_twin  # noqa: E402
 from asc_keras.recipe import Splits  # noqa: E402
 from asc_keras.run_folder import RunLock, die_with_parent  # noqa: E402
 from asc_keras.utils import atomic_write_bytes, atomic_write_text  # noqa: E402
+
+
+def _converted(path, convert_model):
+    """The TFLite model at `path`; converted and written (atomically) only when missing."""
+    if path.is_file():
+        return path.read_bytes()
+    model_bytes = convert_model()
+    atomic_write_bytes(path, model_bytes)
+    return model_bytes
 
 
 def quantize_run(run_dir, verbose=2):
@@ -65,7 +76,13 @@ def quantize_run(run_dir, verbose=2):
         ).take(quantization.representative_batches)
     ]
 
-    models = {"float": convert(twin, int8=False), "ptq_int8": convert(twin, representative)}
+    # Written as soon as made: a resumed QAT stage does not convert them again.
+    models = {
+        "float": _converted(out / "model_float.tflite", lambda: convert(twin, int8=False)),
+        "ptq_int8": _converted(
+            out / "model_ptq_int8.tflite", lambda: convert(twin, representative)
+        ),
+    }
     check_int8(models["ptq_int8"], "post-training int8 model")
 
     qat_model = qat.make_qat_model(twin)
@@ -94,13 +111,12 @@ def quantize_run(run_dir, verbose=2):
         config.distillation,
         teacher is not None,
         verbose,
+        checkpoint_dir=out / "qat-checkpoints",
     )
     models["int8"] = convert(qat_model, representative)
     ops = check_int8(models["int8"], "QAT int8 model")
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name, model_bytes in models.items():
-        atomic_write_bytes(out / f"model_{name}.tflite", model_bytes)
+    atomic_write_bytes(out / "model_int8.tflite", models["int8"])
     write_c_array(models["int8"], out / "model_int8")
 
     labels, devices = splits.labels("evaluate"), splits.devices("evaluate")

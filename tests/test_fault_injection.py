@@ -1,0 +1,119 @@
+"""Faults done for real: kill -9 at a checkpoint of every training stage (teacher, distilled
+student, labels-only student, the QAT child) and --resume, against the uninterrupted run of
+`tiny_recipe` (conftest.py); and two runs on one folder at once."""
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers import train_command, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def stage_processes(run_dir):
+    """Pids of QAT stage processes working on `run_dir`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"asc_keras.quantize.stage" in command and str(run_dir).encode() in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_second_run_on_a_busy_folder_is_refused_and_the_first_is_intact(tiny_recipe):
+    second, whole = tiny_recipe["second"], tiny_recipe["whole"]
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    last_line = second.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: run folder '{whole}' is in use by another run (pid ")
+    assert (whole / "config.yaml").read_bytes() == tiny_recipe["config_before"]
+    summary = json.loads((whole / "summary.json").read_text())
+    assert set(summary["reports"]) == {"student", "student, no teacher"}
+    assert (whole / "quantized" / "model_int8.tflite").is_file()
+
+
+def kill_at(config, run_dir, marker, resume=True):
+    """Starts the run (with --resume), kills it with SIGKILL once `marker` exists."""
+    command, env = train_command(config, run_dir, *(["--resume"] if resume else []))
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    reached = wait_for(marker, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert reached, f"{marker} never appeared"
+
+
+def assert_same_history(resumed, uninterrupted):
+    a = np.genfromtxt(resumed, delimiter=",", names=True)
+    b = np.genfromtxt(uninterrupted, delimiter=",", names=True)
+    assert list(a["epoch"]) == list(b["epoch"]) == [1, 2, 3, 4]
+    # Same batches, augmentations and optimiser state: equal up to float rounding of
+    # multi-threaded CPU reductions.
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-3)
+
+
+def assert_same_model(resumed, uninterrupted):
+    x = np.random.default_rng(0).normal(size=(4, 256, 64, 1)).astype(np.float32)
+    a = keras.saving.load_model(resumed).predict(x, verbose=0)
+    b = keras.saving.load_model(uninterrupted).predict(x, verbose=0)
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_killed_at_every_stage_and_resumed_equals_the_uninterrupted_run(tiny_recipe):
+    config, whole = tiny_recipe["config"], tiny_recipe["whole"]
+    run = whole.parent / "killed"
+    stages = ["teachers/teacher-0", "student", "student-no-teacher"]
+    for index, stage in enumerate(stages):
+        kill_at(config, run, run / stage / "checkpoints" / "epoch-0001.json", resume=index > 0)
+        assert not (run / stage / "last.keras").exists()
+        if index == 0:
+            command, env = train_command(config, run)
+            refused = subprocess.run(command, env=env, capture_output=True, text=True)
+            assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    # The QAT child dies with its parent, and no second QAT starts beside a running one.
+    kill_at(config, run, run / "quantized" / "qat-checkpoints" / "free" / "checkpoint")
+    deadline = time.time() + 20
+    while stage_processes(run) and time.time() < deadline:
+        time.sleep(0.1)
+    assert stage_processes(run) == [], "the QAT stage outlived its parent"
+    assert not (run / "quantized" / "summary.json").exists()
+
+    command, env = train_command(config, run, "--resume")
+    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "resuming QAT from epoch 1" in finished.stdout
+
+    for stage in stages:
+        assert_same_history(run / stage / "history.csv", whole / stage / "history.csv")
+        assert_same_model(run / stage / "last.keras", whole / stage / "last.keras")
+    np.testing.assert_array_equal(
+        np.load(run / "teachers" / "fused.npz")["filenames"],
+        np.load(whole / "teachers" / "fused.npz")["filenames"],
+    )
+    resumed = json.loads((run / "quantized" / "summary.json").read_text())
+    uninterrupted = json.loads((whole / "quantized" / "summary.json").read_text())
+    assert len(resumed["qat_history"]["loss"]) == 3
+    np.testing.assert_allclose(
+        resumed["qat_history"]["loss"], uninterrupted["qat_history"]["loss"], rtol=1e-3
+    )
+    from asc_keras.evaluation.tflite import TFLiteClassifier
+
+    x = np.random.default_rng(1).normal(size=(8, 256, 64, 1)).astype(np.float32)
+    models = [
+        TFLiteClassifier((folder / "quantized" / "model_int8.tflite").read_bytes())
+        for folder in (run, whole)
+    ]
+    step = models[0].output["quantization"][0]
+    # Byte-identical here; allowed: 2 int8 steps of the logits, from float rounding upstream.
+    assert np.abs(models[0].predict(x) - models[1].predict(x)).max() <= 2 * step + 1e-9
