@@ -306,10 +306,10 @@ class EpochCheckpoints(tf_keras.callbacks.Callback):
     last complete epoch. The history goes first (`history-N.json`), then the checkpoint,
     whose index file `tf.train.CheckpointManager` replaces last: a torn save is never read."""
 
-    def __init__(self, directory, model, optimizer, history):
+    def __init__(self, directory, model, optimizer, history=None):
         super().__init__()
         self.directory = Path(directory) if directory else None
-        self.history = {key: list(values) for key, values in history.items()}
+        self.history = history if history is not None else {}
         if self.directory:
             self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
             self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
@@ -371,7 +371,7 @@ def fine_tune(
             optimizer = tf_keras.optimizers.Adam(quantization.learning_rate)
             model.compile(optimizer, loss=loss, metrics=[packed_accuracy])
             directory = Path(checkpoint_dir) / name if checkpoint_dir else None
-            phases.append((model, first, last, EpochCheckpoints(directory, model, optimizer, {})))
+            phases.append((model, first, last, EpochCheckpoints(directory, model, optimizer)))
     # A resumed run continues in the newest phase that has a checkpoint.
     started = [i for i, phase in enumerate(phases) if phase[3].latest_epoch() is not None]
     history = {}
