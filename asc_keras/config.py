@@ -149,6 +149,10 @@ class QuantizationConfig:
     learning_rate: float = _positive(1e-5)  # QAT fine-tuning; the demo settings: README
     representative_batches: int = _count(8)  # training batches that calibrate the converter
     micro_check_inputs: int = _count(100, minimum=0)  # evaluation clips run by TFLite Micro
+    # The float student that becomes int8: the distilled one, the one trained without a
+    # teacher (distillation.compare_without_teacher), or the better of the two on the
+    # evaluate split.
+    student: typing.Literal["distilled", "without_teacher", "best"] = "distilled"
 
 
 @dataclasses.dataclass
@@ -280,6 +284,14 @@ def _check_relations(config, source):
             quantization.freeze_epochs <= quantization.epochs,
             f"quantization.freeze_epochs ({quantization.freeze_epochs}) is more than "
             f"quantization.epochs ({quantization.epochs}); it counts the last of those epochs",
+        ),
+        (
+            quantization.student == "distilled"
+            or not config.distillation.enabled
+            or config.distillation.compare_without_teacher,
+            f"quantization.student {quantization.student!r} needs "
+            f"distillation.compare_without_teacher: true (the student without a teacher is "
+            f"trained only then)",
         ),
         (
             frontend.win_length <= frontend.n_fft,

@@ -20,9 +20,23 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.config import ConfigError, load_config, save_config
-from asc_keras.data.pipeline import make_dataset, open_split, resolve_data_root, steps_per_epoch
-from asc_keras.data.tau22 import CLASSES
-from asc_keras.distill import Distiller, LabelWeightSchedule, TeacherLogits, load_logits
+from asc_keras.data.augment import impulse_response_paths
+from asc_keras.data.pipeline import (
+    describe_impulse_responses,
+    impulse_response_folder,
+    make_dataset,
+    open_split,
+    resolve_data_root,
+    steps_per_epoch,
+)
+from asc_keras.data.tau22 import CLASSES, DatasetError
+from asc_keras.distill import (
+    Distiller,
+    LabelWeightSchedule,
+    LogitFileError,
+    TeacherLogits,
+    load_logits,
+)
 from asc_keras.distill.fusion import fuse_teachers
 from asc_keras.distribution import (
     Distribution,
@@ -103,6 +117,8 @@ def train_classifier(
                 )
             )
     steps = steps_per_epoch(splits.train, config.training.batch_size)
+    if verbose:
+        print(describe_impulse_responses(config, splits.train, data_root))
     # The waveforms become a tf.Variable here, outside any strategy scope: every input
     # pipeline reads the same host copy instead of one mirrored per replica.
     splits.train.as_tensor()
@@ -146,24 +162,60 @@ def train_classifier(
     return single
 
 
-def teacher_stage(
-    config, config_path, run_dir, splits, data_root, resume, verbose, distribution=None
-):
-    """Trains config.teachers.train_count teachers; returns their logit files.
+def teacher_config_of(config, config_path=None):
+    """(config, path) the run's teachers train with, or (None, None) when it trains none.
 
-    Teachers train under the student config's distribution (one engine per process)."""
-    files = []
+    Their own file (teachers.config, relative to the run's config file) with the run's data
+    and distribution sections; a teacher config that names no impulse-response folder takes
+    the run's, which belongs to the dataset like its root."""
     teachers = config.teachers
-    if teachers.train_count == 0:
-        return files
+    if not (config.distillation.enabled and teachers.train_count > 0):
+        return None, None
     if not teachers.config:
         raise ConfigError(f"{config_path}: teachers.train_count > 0 needs teachers.config")
-    teacher_path = Path(teachers.config)
-    if not teacher_path.is_absolute() and config_path is not None:
-        teacher_path = Path(config_path).parent / teacher_path
-    teacher_config = load_config(teacher_path)
-    teacher_config.data = config.data
-    teacher_config.distribution = config.distribution
+    path = Path(teachers.config)
+    if not path.is_absolute() and config_path is not None:
+        path = Path(config_path).parent / path
+    teacher = load_config(path)
+    dir_config = teacher.augment.dir
+    if dir_config.folder is None:
+        dir_config = dataclasses.replace(dir_config, folder=config.augment.dir.folder)
+    augment = dataclasses.replace(teacher.augment, dir=dir_config)
+    teacher = dataclasses.replace(
+        teacher, data=config.data, distribution=config.distribution, augment=augment
+    )
+    return teacher, path
+
+
+def check_paths(config, config_path=None):
+    """Every file and folder the run will read, checked before its first stage: the
+    impulse responses of the student and of the teachers, the teacher config and the
+    listed teacher-logit files. Errors name the config file and key."""
+    teacher_config, teacher_path = teacher_config_of(config, config_path)
+    for checked, source in ((config, config_path or "config"), (teacher_config, teacher_path)):
+        folder = impulse_response_folder(checked) if checked is not None else None
+        if folder is not None:
+            try:
+                impulse_response_paths(folder)
+            except DatasetError as error:
+                raise DatasetError(f"{source}: augment.dir.folder: {error}") from None
+    for logit_file in config.teachers.logit_files if config.distillation.enabled else ():
+        if not Path(logit_file).is_file():
+            raise LogitFileError(
+                f"{config_path or 'config'}: teachers.logit_files: {logit_file!r} does not exist"
+            )
+    return teacher_config
+
+
+def teacher_stage(
+    config, teacher_config, run_dir, splits, data_root, resume, verbose, distribution=None
+):
+    """Trains config.teachers.train_count teachers with `teacher_config`; returns their
+    logit files. Teachers train under the student config's distribution."""
+    files = []
+    teachers = config.teachers
+    if teacher_config is None:
+        return files
     # The teachers' own config is part of the run: a changed teacher file is refused too.
     teachers_dir = Path(run_dir) / "teachers"
     if not check_config(teacher_config, teachers_dir / "config.yaml"):
@@ -260,6 +312,7 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
 
 
 def _run_stages(config, run_dir, config_path, root, resume, verbose, distribution, lock):
+    teacher_config = check_paths(config, config_path)
     splits = Splits.open(config)
     summary = {"run_dir": str(run_dir), "reports": {}}
 
@@ -267,7 +320,7 @@ def _run_stages(config, run_dir, config_path, root, resume, verbose, distributio
     if config.distillation.enabled:
         logit_files = [Path(f) for f in config.teachers.logit_files]
         logit_files += teacher_stage(
-            config, config_path, run_dir, splits, root, resume, verbose, distribution
+            config, teacher_config, run_dir, splits, root, resume, verbose, distribution
         )
         if not logit_files:
             raise ConfigError(
@@ -306,12 +359,36 @@ def _run_stages(config, run_dir, config_path, root, resume, verbose, distributio
         shutil.rmtree(run_dir, ignore_errors=True)
         return summary
     if config.quantization.enabled:
-        summary["quantized"] = quantization_stage(run_dir, verbose, lock)
+        stage, why = quantized_student(config, reports)
+        summary["quantized_student"] = {"stage": stage, "why": why}
+        print(f"== int8: quantizing {stage}/ ({why})")
+        summary["quantized"] = quantization_stage(run_dir, verbose, lock, stage)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
-def quantization_stage(run_dir, verbose, lock):
+def quantized_student(config, reports):
+    """(stage folder, why) of the float student that becomes int8 (quantization.student)."""
+    if "student, no teacher" not in reports:
+        return "student", "the run's only student"
+    choice = config.quantization.student
+    if choice != "best":
+        stage = "student" if choice == "distilled" else "student-no-teacher"
+        return stage, f"quantization.student: {choice}"
+    distilled, alone = (reports[k]["accuracy"] for k in ("student", "student, no teacher"))
+    split = config.data.eval_split
+    if alone > distilled:
+        return "student-no-teacher", (
+            f"best on {split}: without a teacher {100 * alone:.2f} % > distilled "
+            f"{100 * distilled:.2f} %"
+        )
+    return "student", (
+        f"best on {split}: distilled {100 * distilled:.2f} % >= without a teacher "
+        f"{100 * alone:.2f} %"
+    )
+
+
+def quantization_stage(run_dir, verbose, lock, student="student"):
     """QAT, int8 export and evaluation in a subprocess: tfmot switches its process to legacy
     Keras, which must not leak into this one. The child holds the run folder's `lock` with
     this process and dies with it (`die_with_parent`)."""
@@ -325,6 +402,8 @@ def quantization_stage(run_dir, verbose, lock):
         "-m",
         "asc_keras.quantize.stage",
         str(run_dir),
+        "--student",
+        student,
         "--verbose",
         str(verbose),
     ]

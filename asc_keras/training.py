@@ -42,6 +42,19 @@ def learning_rate_schedule(training, steps_per_epoch):
     )
 
 
+def describe_schedule(training, steps_per_epoch):
+    """One line: steps and epochs, and the learning-rate schedule as `learning_rate_schedule`
+    builds it (the warm-up is at most the whole run less one step)."""
+    total = max(1, training.epochs * steps_per_epoch)
+    warmup = min(training.warmup_epochs * steps_per_epoch, total - 1)
+    warm = f"linear warm-up from 0 over {warmup} steps, then " if warmup else ""
+    return (
+        f"{steps_per_epoch} steps per epoch x {training.epochs} epochs; learning rate: {warm}"
+        f"cosine decay from {training.learning_rate:g} to "
+        f"{training.learning_rate * training.final_lr_fraction:g}"
+    )
+
+
 def save_model(model, path):
     """Saves a Keras model atomically, as a model every backend can load."""
     with atomic_path(path) as tmp, unsynchronized_batch_norm(model):
@@ -159,6 +172,7 @@ def fit_stage(
     training = dataclasses.replace(config.training, learning_rate=learning_rate)
     if verbose:
         print(f"{distribution.describe(training.batch_size)}; {how}")
+        print(describe_schedule(training, steps))
     checkpoints = valid_checkpoints(checkpoint_dir)
     if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
         if not resume:

@@ -55,7 +55,7 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
     (folder / "teacher.yaml").write_text(
         yaml.safe_dump(
             {
-                "augment": {"dir": {"folder": "impulse_responses", "probability": 0.4}},
+                "augment": {"dir": {"probability": 0.4}},  # the run's folder
                 "model": {"architecture": "cp_resnet", "width": 4},
                 "training": {"epochs": 4, "batch_size": 16, "warmup_epochs": 1},
                 "distillation": {"enabled": False},
@@ -73,6 +73,7 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
                 "teachers": {"train_count": 1, "config": "teacher.yaml"},
                 "distillation": {"label_weight": 0.1, "compare_without_teacher": True},
                 "quantization": {
+                    "student": "best",
                     "epochs": 3,
                     "freeze_epochs": 1,
                     "representative_batches": 2,
@@ -91,4 +92,10 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
     second = subprocess.run(command, env=env, capture_output=True, text=True)
     out, err = first.communicate()
     assert first.returncode == 0, err.decode()[-3000:]
-    return {"config": config, "whole": whole, "second": second, "config_before": config_before}
+    return {
+        "config": config,
+        "whole": whole,
+        "stdout": out.decode(),
+        "second": second,
+        "config_before": config_before,
+    }

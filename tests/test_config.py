@@ -100,3 +100,15 @@ def test_the_limits_themselves_are_accepted(tmp_path):
     )
     config = load_config(path)
     assert config.training.epochs == 1 and config.augment.dir.probability == 1.0
+
+
+def test_quantizing_the_student_without_a_teacher_needs_that_student(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("quantization:\n  student: best\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: quantization.student 'best' needs distil"):
+        load_config(path)
+    path.write_text(
+        "quantization:\n  student: without_teacher\n"
+        "distillation:\n  compare_without_teacher: true\n"
+    )
+    assert load_config(path).quantization.student == "without_teacher"

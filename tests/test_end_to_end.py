@@ -43,6 +43,17 @@ def test_the_whole_recipe_ends_with_a_checked_int8_model(tiny_recipe, tmp_path):
     ):
         assert (run / "quantized" / name).is_file(), name
     assert set(summary["reports"]) == {"student", "student, no teacher"}
+    # quantization.student: best took the better float student on the evaluate split.
+    accuracy = {k: summary["reports"][k]["accuracy"] for k in summary["reports"]}
+    better = (
+        "student-no-teacher"
+        if accuracy["student, no teacher"] > accuracy["student"]
+        else ("student")
+    )
+    assert summary["quantized_student"]["stage"] == quantized["student"] == better
+    assert summary["quantized_student"]["why"].startswith("best on evaluate: ")
+    chosen = "student" if better == "student" else "student, no teacher"
+    assert quantized["accuracy"]["float Keras"] == pytest.approx(accuracy[chosen], abs=1e-9)
     assert (run / "teachers" / "fused.npz").is_file()
 
     # The int8 model holds the student's parameters: at least the count with every BatchNorm
@@ -76,3 +87,29 @@ def test_the_whole_recipe_ends_with_a_checked_int8_model(tiny_recipe, tmp_path):
     assert (
         refused.returncode == 2 and "10 classes" in refused.stderr and "5 classes" in refused.stderr
     )
+
+
+@pytest.mark.slow
+def test_the_run_prints_what_it_derived_and_teachers_take_the_runs_impulse_responses(
+    tiny_recipe,
+):
+    import re
+
+    from asc_keras.config import load_config
+
+    run, log = tiny_recipe["whole"], tiny_recipe["stdout"]
+    # teacher.yaml names no impulse-response folder: the teachers use the run's.
+    teacher = load_config(run / "teachers" / "config.yaml")
+    assert teacher.augment.dir.folder == "impulse_responses"
+    assert teacher.augment.dir.probability == 0.4  # the rest stays the teacher's own
+    # Values the config left to be derived are printed where they are used.
+    assert "8 steps per epoch x 4 epochs; learning rate: linear warm-up from 0 over 8 steps" in log
+    energy = json.loads(
+        (tiny_recipe["config"].parent / "cache" / "train-32000hz" / "manifest.json").read_text()
+    )["mean_energy"]
+    assert f"ADIR, energy threshold {energy:g} (auto: the training split's mean energy)" in log
+    assert "8 steps per epoch, learning rate 1e-05 (constant)" in log
+    # QAT counts its epochs once, over both phases, and names its metric as training does.
+    qat_log = log.split("== QAT fine-tuning")[1]
+    assert re.findall(r"Epoch (\d+)/(\d+)", qat_log) == [("1", "3"), ("2", "3"), ("3", "3")]
+    assert "packed_accuracy" not in log and " - accuracy: " in qat_log

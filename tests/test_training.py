@@ -91,3 +91,62 @@ def test_an_unwritable_run_folder_stops_the_tool_with_one_line(tmp_path, synthet
         f"error: cannot write the lock of run folder '{tmp_path}/a-file/run/.lock': Not a directory"
     )
     assert (tmp_path / "a-file").read_text() == "in the way"
+
+
+@pytest.mark.parametrize("whose", ["run", "teacher"])
+def test_a_missing_impulse_response_folder_stops_the_run_before_any_training(
+    tmp_path, synthetic_root, whose
+):
+    from asc_keras.config import load_config
+    from asc_keras.data.tau22 import DatasetError
+    from asc_keras.recipe import run_training
+
+    teacher = tmp_path / "teacher.yaml"
+    folder = "missing_irs" if whose == "teacher" else None
+    teacher.write_text(
+        yaml.safe_dump(
+            {
+                "augment": {"dir": {"folder": folder}},
+                "model": {"architecture": "cp_resnet", "width": 4},
+                "distillation": {"enabled": False},
+            }
+        )
+    )
+    config = write_config(
+        tmp_path / "kd.yaml",
+        synthetic_root,
+        tmp_path / "cache",
+        augment={"dir": {"folder": "impulse_responses" if whose == "teacher" else "nowhere"}},
+        teachers={"train_count": 1, "config": "teacher.yaml"},
+        distillation={"enabled": True},
+    )
+    source = teacher if whose == "teacher" else config
+    with pytest.raises(DatasetError, match=rf"{source}: augment.dir.folder: impulse-response"):
+        run_training(load_config(config), tmp_path / "run", config_path=config, verbose=0)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "teachers").exists()
+
+
+def test_quantization_student_best_takes_the_better_float_student():
+    from asc_keras.config import config_from_dict
+    from asc_keras.recipe import quantized_student
+
+    def config(choice):
+        return config_from_dict(
+            {
+                "quantization": {"student": choice},
+                "distillation": {"compare_without_teacher": True},
+            }
+        )
+
+    reports = {"student": {"accuracy": 0.47}, "student, no teacher": {"accuracy": 0.58}}
+    stage, why = quantized_student(config("best"), reports)
+    assert stage == "student-no-teacher"
+    assert why == "best on evaluate: without a teacher 58.00 % > distilled 47.00 %"
+    reports["student"]["accuracy"] = 0.58  # a tie keeps the distilled student
+    assert quantized_student(config("best"), reports)[0] == "student"
+    assert quantized_student(config("without_teacher"), reports)[0] == "student-no-teacher"
+    assert quantized_student(config("distilled"), reports)[0] == "student"
+    assert quantized_student(config("best"), {"student": {"accuracy": 0.5}}) == (
+        "student",
+        "the run's only student",
+    )

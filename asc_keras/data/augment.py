@@ -38,15 +38,20 @@ def random_roll_shifts(batch, max_shift, seed):
 # Device impulse responses (DIR, ADIR) -------------------------------------------------------
 
 
-def load_impulse_responses(folder, sample_rate):
-    """All WAV impulse responses of `folder`, resampled to `sample_rate`, not normalised."""
+def impulse_response_paths(folder):
+    """The WAV files of an impulse-response folder; an error when there are none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"impulse-response folder {str(folder)!r} does not exist")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".wav")
     if not paths:
         raise DatasetError(f"impulse-response folder {str(folder)!r} holds no .wav files")
-    return [load_audio(path, sample_rate, duration=None) for path in paths]
+    return paths
+
+
+def load_impulse_responses(folder, sample_rate):
+    """All WAV impulse responses of `folder`, resampled to `sample_rate`, not normalised."""
+    return [load_audio(path, sample_rate, duration=None) for path in impulse_response_paths(folder)]
 
 
 def fast_fft_length(minimum):

@@ -44,11 +44,39 @@ def open_split(config, split, data_root=None, progress=True):
     )
 
 
+def impulse_response_folder(config, data_root=None):
+    """The DIR / ADIR impulse-response folder of `config` (None when DIR is off); a relative
+    augment.dir.folder lies under the dataset root."""
+    dir_config = config.augment.dir
+    if not (dir_config.enabled and dir_config.probability > 0):
+        return None
+    if not dir_config.folder:
+        raise ConfigError("augment.dir.enabled needs augment.dir.folder (the impulse responses)")
+    folder = Path(dir_config.folder)
+    return folder if folder.is_absolute() else resolve_data_root(config, data_root) / folder
+
+
 def resolve_energy_threshold(dir_config, train_cache):
     """ADIR's tau: None (plain DIR), the configured number, or the training split's mean."""
     if dir_config.energy_threshold == "auto":
         return float(train_cache.mean_energy)
     return dir_config.energy_threshold
+
+
+def describe_impulse_responses(config, train_cache, data_root=None):
+    """One line: whether DIR / ADIR runs, on which devices, from where, and tau as used."""
+    folder = impulse_response_folder(config, data_root)
+    if folder is None:
+        return "DIR: off"
+    dir_config = config.augment.dir
+    tau = resolve_energy_threshold(dir_config, train_cache)
+    kind = "plain DIR (no energy threshold)" if tau is None else f"ADIR, energy threshold {tau:g}"
+    if dir_config.energy_threshold == "auto":
+        kind += " (auto: the training split's mean energy)"
+    return (
+        f"{kind}; devices {list(dir_config.devices)}, probability {dir_config.probability:g}, "
+        f"impulse responses from {folder}"
+    )
 
 
 def _aligned_teacher_logits(teacher_logits, cache, num_classes):
@@ -70,14 +98,8 @@ class Augmenter:
         self.config = config.augment
         dir_config = self.config.dir
         self.responses = None
-        if dir_config.enabled and dir_config.probability > 0:
-            if not dir_config.folder:
-                raise ConfigError(
-                    "augment.dir.enabled needs augment.dir.folder (the impulse responses)"
-                )
-            folder = Path(dir_config.folder)
-            if not folder.is_absolute():
-                folder = resolve_data_root(config, data_root) / folder
+        folder = impulse_response_folder(config, data_root)
+        if folder is not None:
             samples = cache.waveforms.shape[1]
             self.responses = augment.ImpulseResponses(
                 augment.load_impulse_responses(folder, cache.sample_rate), samples

@@ -229,6 +229,19 @@ def packed_accuracy(y_true, y_pred):
     return tf.cast(tf.equal(tf.argmax(y_pred, axis=-1), label), tf.float32)
 
 
+class StopAfter(tf_keras.callbacks.Callback):
+    """Ends `fit` after epoch `last` (1-based), so that a phase of a longer fine-tuning
+    counts its epochs out of the whole ("Epoch 2/12" where it stops at 8)."""
+
+    def __init__(self, last):
+        super().__init__()
+        self.last = last
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.last:
+            self.model.stop_training = True
+
+
 class FrozenStatistics(tf_keras.Model):
     """Runs the QAT model in inference mode while its weights train: BatchNorm statistics
     and quantizer ranges stay fixed, gradients still pass the fake-quant nodes."""
@@ -369,7 +382,8 @@ def fine_tune(
     ):
         if last > first:
             optimizer = tf_keras.optimizers.Adam(quantization.learning_rate)
-            model.compile(optimizer, loss=loss, metrics=[packed_accuracy])
+            accuracy = tf_keras.metrics.MeanMetricWrapper(packed_accuracy, name="accuracy")
+            model.compile(optimizer, loss=loss, metrics=[accuracy])
             directory = Path(checkpoint_dir) / name if checkpoint_dir else None
             phases.append((model, first, last, EpochCheckpoints(directory, model, optimizer)))
     # A resumed run continues in the newest phase that has a checkpoint.
@@ -383,10 +397,10 @@ def fine_tune(
             data = distillation_targets(train_dataset(epoch, last), with_teacher)
             model.fit(
                 data,
-                epochs=last,
+                epochs=quantization.epochs,  # one count over both phases
                 initial_epoch=epoch,
                 steps_per_epoch=steps,
-                callbacks=[checkpoints],
+                callbacks=[checkpoints, StopAfter(last)],
                 verbose=verbose,
             )
         history = checkpoints.history

@@ -45,20 +45,21 @@ def _converted(path, convert_model):
     return model_bytes
 
 
-def quantize_run(run_dir, verbose=2):
+def quantize_run(run_dir, verbose=2, student_stage="student"):
     run_dir = Path(run_dir)
     out = run_dir / "quantized"
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
     config = load_config(run_dir / "config.yaml")
     quantization = config.quantization
-    student = keras.saving.load_model(run_dir / "student" / "last.keras")
+    student = keras.saving.load_model(run_dir / student_stage / "last.keras")
     splits = Splits.open(config, progress=False)
     train, evaluate = splits.train, splits.evaluate
     teacher_path = run_dir / "teachers" / f"{config.teachers.fusion}.npz"
+    # QAT fine-tunes as the student was trained: from the teachers, or on labels alone.
     teacher = (
         load_logits(teacher_path)
-        if config.distillation.enabled and teacher_path.is_file()
+        if config.distillation.enabled and student_stage == "student" and teacher_path.is_file()
         else None
     )
 
@@ -103,6 +104,11 @@ def quantize_run(run_dir, verbose=2):
         f"== QAT fine-tuning: {quantization.epochs} epochs "
         f"({quantization.freeze_epochs} with frozen BN statistics and quantizer ranges)"
     )
+    print(
+        f"{steps} steps per epoch, learning rate {quantization.learning_rate:g} (constant); "
+        f"ranges calibrated on {quantization.representative_batches} training batches; "
+        f"{'distilled from ' + teacher_path.name if teacher is not None else 'labels only'}"
+    )
     history = qat.fine_tune(
         qat_model,
         train_dataset,
@@ -133,6 +139,7 @@ def quantize_run(run_dir, verbose=2):
     micro_inputs = np.concatenate([np.asarray(x) for x, _ in eval_batches])
     micro = check_micro(models["int8"], micro_inputs[: quantization.micro_check_inputs])
     summary = {
+        "student": student_stage,
         "accuracy": {name: r["accuracy"] for name, r in reports.items()},
         "qat_drop_points": 100
         * (reports["float Keras"]["accuracy"] - reports["int8 QAT"]["accuracy"]),
@@ -163,10 +170,16 @@ def main(argv=None):
     die_with_parent()  # started by tools/train.py: never outlive it
     parser = argparse.ArgumentParser(description="QAT, int8 export and evaluation of a run")
     parser.add_argument("run_dir")
+    parser.add_argument(
+        "--student",
+        choices=("student", "student-no-teacher"),
+        default="student",
+        help="the stage folder whose last.keras becomes int8",
+    )
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
     with RunLock(args.run_dir):  # inherited from the run that started this process, if any
-        quantize_run(args.run_dir, args.verbose)
+        quantize_run(args.run_dir, args.verbose, args.student)
     return 0
 
 
