@@ -1,3 +1,4 @@
+import concurrent.futures
 import os
 import subprocess
 
@@ -8,7 +9,7 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from tests.helpers import train_command, wait_for  # noqa: E402
+from tests.helpers import kill_every_stage_then_resume, train_command, wait_for  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +51,8 @@ def synthetic_config(synthetic_root, tmp_path_factory):
 def tiny_recipe(synthetic_root, tmp_path_factory):
     """The whole recipe in miniature, run once through tools/train.py: one teacher, fusion,
     the distilled student, the student on labels alone, QAT (2 free epochs, 1 frozen), int8
-    export and checks. While it trains, a second run on its folder is tried (and refused)."""
+    export and checks. While it trains, a second run on its folder is tried (and refused),
+    and a run killed at every stage is started beside it (`tiny_recipe["killed"]`)."""
     folder = tmp_path_factory.mktemp("faults")
     (folder / "teacher.yaml").write_text(
         yaml.safe_dump(
@@ -85,6 +87,11 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
     whole = folder / "whole"
     command, env = train_command(config, whole)
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The killed run of test_fault_injection.py goes on beside it: two runs share the two
+    # cores better than one (much of each stage's start is single-threaded compilation).
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    killed = pool.submit(kill_every_stage_then_resume, config, folder / "killed")
+    pool.shutdown(wait=False)
     # A second run on the same folder while the first one trains is refused, and changes
     # nothing of the first's.
     assert wait_for(whole / "teachers" / "teacher-0" / "checkpoints", first)
@@ -98,4 +105,5 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
         "stdout": out.decode(),
         "second": second,
         "config_before": config_before,
+        "killed": killed,  # a Future: what kill_every_stage_then_resume saw
     }

@@ -2,6 +2,8 @@
 KerasHub's `run_layer_test`), and running tools/train.py as a user would."""
 
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,3 +66,60 @@ def wait_for(path, process, timeout=600):
     while not path.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     return path.exists()
+
+
+def stage_processes(run_dir):
+    """Pids of QAT stage processes working on `run_dir`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"asc_keras.quantize.stage" in command and str(run_dir).encode() in command:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_at(config, run_dir, marker, resume=True):
+    """Starts the run (with --resume), kills it with SIGKILL once `marker` exists; returns
+    whether it did."""
+    command, env = train_command(config, run_dir, *(["--resume"] if resume else []))
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    reached = wait_for(marker, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return reached
+
+
+KILLED_STAGES = ("teachers/teacher-0", "student", "student-no-teacher")
+
+
+def kill_every_stage_then_resume(config, run):
+    """Runs `config` in `run`, killed (kill -9) at the first checkpoint of each training
+    stage in turn and of the QAT stage, each time resumed with --resume; then resumes it to
+    the end. Returns what was seen on the way, for the test to check."""
+    seen = {}
+    for index, stage in enumerate(KILLED_STAGES):
+        marker = run / stage / "checkpoints" / "epoch-0001.json"
+        seen[stage] = {
+            "killed at its checkpoint": kill_at(config, run, marker, resume=index > 0),
+            "finished before the kill": (run / stage / "last.keras").exists(),
+        }
+        if index == 0:
+            command, env = train_command(config, run)
+            seen["rerun without --resume"] = subprocess.run(
+                command, env=env, capture_output=True, text=True
+            )
+    marker = run / "quantized" / "qat-checkpoints" / "free" / "checkpoint"
+    seen["qat"] = {"killed at its checkpoint": kill_at(config, run, marker)}
+    deadline = time.time() + 20
+    while stage_processes(run) and time.time() < deadline:
+        time.sleep(0.1)
+    seen["qat"]["left running"] = stage_processes(run)
+    seen["qat"]["finished before the kill"] = (run / "quantized" / "summary.json").exists()
+    command, env = train_command(config, run, "--resume")
+    seen["resumed to the end"] = subprocess.run(command, env=env, capture_output=True, text=True)
+    return seen

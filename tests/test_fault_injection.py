@@ -3,31 +3,14 @@ student, labels-only student, the QAT child) and --resume, against the uninterru
 `tiny_recipe` (conftest.py); and two runs on one folder at once."""
 
 import json
-import signal
-import subprocess
-import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from tests.helpers import train_command, wait_for
+from tests.helpers import KILLED_STAGES
 
 pytestmark = pytest.mark.slow
-
-
-def stage_processes(run_dir):
-    """Pids of QAT stage processes working on `run_dir`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"asc_keras.quantize.stage" in command and str(run_dir).encode() in command:
-            found.append(int(entry.name))
-    return found
 
 
 def test_a_second_run_on_a_busy_folder_is_refused_and_the_first_is_intact(tiny_recipe):
@@ -39,18 +22,6 @@ def test_a_second_run_on_a_busy_folder_is_refused_and_the_first_is_intact(tiny_r
     summary = json.loads((whole / "summary.json").read_text())
     assert set(summary["reports"]) == {"student", "student, no teacher"}
     assert (whole / "quantized" / "model_int8.tflite").is_file()
-
-
-def kill_at(config, run_dir, marker, resume=True):
-    """Starts the run (with --resume), kills it with SIGKILL once `marker` exists."""
-    command, env = train_command(config, run_dir, *(["--resume"] if resume else []))
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    reached = wait_for(marker, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert reached, f"{marker} never appeared"
 
 
 def assert_same_history(resumed, uninterrupted):
@@ -70,27 +41,21 @@ def assert_same_model(resumed, uninterrupted):
 
 
 def test_killed_at_every_stage_and_resumed_equals_the_uninterrupted_run(tiny_recipe):
-    config, whole = tiny_recipe["config"], tiny_recipe["whole"]
+    whole = tiny_recipe["whole"]
     run = whole.parent / "killed"
-    stages = ["teachers/teacher-0", "student", "student-no-teacher"]
-    for index, stage in enumerate(stages):
-        kill_at(config, run, run / stage / "checkpoints" / "epoch-0001.json", resume=index > 0)
-        assert not (run / stage / "last.keras").exists()
-        if index == 0:
-            command, env = train_command(config, run)
-            refused = subprocess.run(command, env=env, capture_output=True, text=True)
-            assert refused.returncode == 2 and "--resume" in refused.stderr
-
+    seen = tiny_recipe["killed"].result(timeout=1800)
+    stages = list(KILLED_STAGES)
+    for stage in stages:
+        assert seen[stage] == {"killed at its checkpoint": True, "finished before the kill": False}
+    refused = seen["rerun without --resume"]
+    assert refused.returncode == 2 and "--resume" in refused.stderr
     # The QAT child dies with its parent, and no second QAT starts beside a running one.
-    kill_at(config, run, run / "quantized" / "qat-checkpoints" / "free" / "checkpoint")
-    deadline = time.time() + 20
-    while stage_processes(run) and time.time() < deadline:
-        time.sleep(0.1)
-    assert stage_processes(run) == [], "the QAT stage outlived its parent"
-    assert not (run / "quantized" / "summary.json").exists()
-
-    command, env = train_command(config, run, "--resume")
-    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert seen["qat"] == {
+        "killed at its checkpoint": True,
+        "left running": [],
+        "finished before the kill": False,
+    }
+    finished = seen["resumed to the end"]
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "resuming QAT from epoch 1" in finished.stdout
 
