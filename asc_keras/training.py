@@ -29,10 +29,15 @@ class TrainingError(UserError, RuntimeError):
     """A stage that cannot start or continue (e.g. an unfinished run without --resume)."""
 
 
+def _schedule_steps(training, steps_per_epoch):
+    """(total steps, warm-up steps): the warm-up is at most the whole run less one step."""
+    total = max(1, training.epochs * steps_per_epoch)
+    return total, min(training.warmup_epochs * steps_per_epoch, total - 1)
+
+
 def learning_rate_schedule(training, steps_per_epoch):
     """Linear warm-up from 0 to `learning_rate`, then cosine decay to the final fraction."""
-    total = max(1, training.epochs * steps_per_epoch)
-    warmup = min(training.warmup_epochs * steps_per_epoch, total - 1)
+    total, warmup = _schedule_steps(training, steps_per_epoch)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else training.learning_rate,
         decay_steps=total - warmup,
@@ -44,9 +49,8 @@ def learning_rate_schedule(training, steps_per_epoch):
 
 def describe_schedule(training, steps_per_epoch):
     """One line: steps and epochs, and the learning-rate schedule as `learning_rate_schedule`
-    builds it (the warm-up is at most the whole run less one step)."""
-    total = max(1, training.epochs * steps_per_epoch)
-    warmup = min(training.warmup_epochs * steps_per_epoch, total - 1)
+    builds it."""
+    _, warmup = _schedule_steps(training, steps_per_epoch)
     warm = f"linear warm-up from 0 over {warmup} steps, then " if warmup else ""
     return (
         f"{steps_per_epoch} steps per epoch x {training.epochs} epochs; learning rate: {warm}"
