@@ -1,11 +1,19 @@
-"""What every command-line tool shares: quiet TensorFlow logs and clear error exits."""
+"""What every command-line tool shares: its argument parser and clear error exits. (Quiet
+TensorFlow logs are `asc_keras.console`'s, set up before TensorFlow loads.)"""
 
-import os
+import argparse
 import sys
 
 
-def quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def argument_parser(doc):
+    """An `ArgumentParser` described by the first line of a tool's `doc`, with `--verbose`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own log lines (hidden by default: they report no problem)",
+    )
+    return parser
 
 
 def run(main):

@@ -45,10 +45,13 @@ from asc_keras.distribution import (
     unsynchronized_batch_norm,
 )
 from asc_keras.evaluation import device_report, format_reports
+from asc_keras.evaluation.run_page import INT8_TABLE, RunPage
 from asc_keras.models import build_model
 from asc_keras.run_folder import check_config, locked_run_folder
 from asc_keras.training import TrainingError, fit_stage
 from asc_keras.utils import atomic_write_text
+
+TEACHER_TABLE = "Teacher logits: accuracy (%) per device"
 
 
 @dataclasses.dataclass
@@ -286,7 +289,7 @@ def fusion_stage(config, run_dir, splits, logit_files):
     method = config.teachers.fusion
     path = Path(run_dir) / "teachers" / f"{method}.npz"
     fused, reports = fusion_report([load_logits(f) for f in logit_files], splits)
-    print(format_reports(reports, title="Teacher logits: accuracy (%) per device"))
+    print(format_reports(reports, title=TEACHER_TABLE))
     weights = ", ".join(f"{w:.3f}" for w in fused["fused"].extra["fusion_weights"])
     print(f"fused teacher weights: {weights}")
     if not path.is_file():
@@ -308,15 +311,19 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
     root = resolve_data_root(config, data_root).resolve()
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
     with locked_run_folder(config, run_dir) as lock:
-        return _run_stages(config, run_dir, config_path, root, resume, verbose, distribution, lock)
+        page = RunPage(run_dir, config_path, data_root) if distribution.is_chief else None
+        return _run_stages(
+            config, run_dir, config_path, root, resume, verbose, distribution, lock, page
+        )
 
 
-def _run_stages(config, run_dir, config_path, root, resume, verbose, distribution, lock):
+def _run_stages(config, run_dir, config_path, root, resume, verbose, distribution, lock, page):
     teacher_config = check_paths(config, config_path)
     splits = Splits.open(config)
     summary = {"run_dir": str(run_dir), "reports": {}}
+    show = page.table if page else lambda title, reports: None
 
-    teacher = None
+    teacher, teacher_reports = None, {}
     if config.distillation.enabled:
         logit_files = [Path(f) for f in config.teachers.logit_files]
         logit_files += teacher_stage(
@@ -332,13 +339,16 @@ def _run_stages(config, run_dir, config_path, root, resume, verbose, distributio
             k: {"accuracy": v["accuracy"], "devices": v["devices"]}
             for k, v in teacher_reports.items()
         }
+        show(TEACHER_TABLE, teacher_reports)
 
+    title = f"Float student on {config.data.eval_split}: accuracy (%) per device"
     source = f"distilled from {config.teachers.fusion} logits" if teacher else "labels only"
     print(f"== student {config.model.variant} ({source})")
     student = train_classifier(
         config, run_dir / "student", splits, root, resume, teacher, verbose, distribution
     )
     reports = {"student": evaluate_model(student, splits, config)}
+    show(title, reports)
     if teacher is not None and config.distillation.compare_without_teacher:
         print(f"== student {config.model.variant} without a teacher (comparison)")
         alone = train_classifier(
@@ -352,9 +362,14 @@ def _run_stages(config, run_dir, config_path, root, resume, verbose, distributio
             distribution,
         )
         reports["student, no teacher"] = evaluate_model(alone, splits, config)
+        show(title, reports)
     summary["reports"] = reports
-    title = f"Float student on {config.data.eval_split}: accuracy (%) per device"
     print(format_reports(reports, title=title))
+    if teacher is not None:
+        summary["distillation"] = distillation_verdict(config, reports, teacher_reports)
+        print(summary["distillation"]["verdict"])
+        if page:
+            page.note("distillation", summary["distillation"]["verdict"])
     if not distribution.is_chief:
         shutil.rmtree(run_dir, ignore_errors=True)
         return summary
@@ -362,9 +377,52 @@ def _run_stages(config, run_dir, config_path, root, resume, verbose, distributio
         stage, why = quantized_student(config, reports)
         summary["quantized_student"] = {"stage": stage, "why": why}
         print(f"== int8: quantizing {stage}/ ({why})")
-        summary["quantized"] = quantization_stage(run_dir, verbose, lock, stage)
+        page.note("int8", f"int8 model made from {stage}/ ({why}).")
+        quantized = quantization_stage(run_dir, verbose, lock, stage)
+        show(INT8_TABLE.format(split=config.data.eval_split), quantized.pop("reports"))
+        quantized.pop("qat_history")
+        summary["quantized"] = quantized
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    page.finish()
+    print(f"run page: {run_dir / 'report.html'}")
     return summary
+
+
+def distillation_verdict(config, reports, teacher_reports):
+    """Did distillation help? The distilled student against the same student without a
+    teacher (when the run trained it) and against its teachers, on the evaluate split."""
+    split = config.data.eval_split
+    distilled = reports["student"]["accuracy"]
+    verdict = {"distilled": distilled}
+    teachers = teacher_reports.get(f"{config.teachers.fusion} ({split})")
+    alone = reports.get("student, no teacher")
+    if alone is not None:
+        points = 100 * (distilled - alone["accuracy"])
+        verdict |= {"without_teacher": alone["accuracy"], "points": points, "helped": points > 0}
+        than = f"without a teacher ({100 * alone['accuracy']:.2f} %)"
+        if points > 0:
+            comparison = f"{points:.2f} points more than {than}"
+        elif points < 0:
+            comparison = f"{-points:.2f} points less than {than}"
+        else:
+            comparison = f"as much as {than}"
+        text = (
+            f"distillation {'helped' if points > 0 else 'did not help'}: the distilled student "
+            f"scores {100 * distilled:.2f} % on {split}, {comparison}"
+        )
+    else:
+        text = (
+            f"distilled student: {100 * distilled:.2f} % on {split} (set "
+            f"distillation.compare_without_teacher to see whether distillation helped)"
+        )
+    if teachers is not None:
+        verdict["teachers"] = teachers["accuracy"]
+        text += f"; the {config.teachers.fusion} teachers score {100 * teachers['accuracy']:.2f} %"
+        weak = teachers["accuracy"] <= max(distilled, verdict.get("without_teacher", 0))
+        if weak and not verdict.get("helped", True):
+            text += ", no better than the student: it needs stronger teachers"
+    verdict["verdict"] = text[0].upper() + text[1:] + "."
+    return verdict
 
 
 def quantized_student(config, reports):
@@ -392,11 +450,7 @@ def quantization_stage(run_dir, verbose, lock, student="student"):
     """QAT, int8 export and evaluation in a subprocess: tfmot switches its process to legacy
     Keras, which must not leak into this one. The child holds the run folder's `lock` with
     this process and dies with it (`die_with_parent`)."""
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
-        **lock.env,
-    }
+    env = {**os.environ, **lock.env}  # with the console settings (asc_keras.console)
     command = [
         sys.executable,
         "-m",
@@ -404,7 +458,7 @@ def quantization_stage(run_dir, verbose, lock, student="student"):
         str(run_dir),
         "--student",
         student,
-        "--verbose",
+        "--progress",
         str(verbose),
     ]
     if subprocess.run(command, env=env, pass_fds=lock.pass_fds).returncode != 0:
@@ -412,5 +466,4 @@ def quantization_stage(run_dir, verbose, lock, student="student"):
             f"the quantization stage of {run_dir} failed (see above); fix the "
             f"cause and rerun with --resume"
         )
-    summary = json.loads((Path(run_dir) / "quantized" / "summary.json").read_text())
-    return {k: v for k, v in summary.items() if k not in ("reports", "qat_history")}
+    return json.loads((Path(run_dir) / "quantized" / "summary.json").read_text())

@@ -103,6 +103,7 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
         "config": config,
         "whole": whole,
         "stdout": out.decode(),
+        "stderr": err.decode(),
         "second": second,
         "config_before": config_before,
         "killed": killed,  # a Future: what kill_every_stage_then_resume saw

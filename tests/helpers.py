@@ -1,7 +1,9 @@
 """Helpers of the tests: the checks every asc_keras layer must pass (in the spirit of
 KerasHub's `run_layer_test`), and running tools/train.py as a user would."""
 
+import html.parser
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,3 +125,56 @@ def kill_every_stage_then_resume(config, run):
     command, env = train_command(config, run, "--resume")
     seen["resumed to the end"] = subprocess.run(command, env=env, capture_output=True, text=True)
     return seen
+
+
+class PageParser(html.parser.HTMLParser):
+    """The tables (caption, rows of cell texts), images and outside references of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.images, self.outside = [], [], []
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("src", "href"):
+            if key in attrs and not attrs[key].startswith("data:"):
+                self.outside.append(attrs[key])
+        if tag == "img":
+            self.images.append(attrs.get("alt"))
+        elif tag == "table":
+            self.tables.append({"caption": "", "rows": []})
+        elif tag == "tr":
+            self.tables[-1]["rows"].append([])
+        elif tag in ("td", "th", "caption"):
+            self._cell = tag
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th", "caption"):
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell == "caption":
+            self.tables[-1]["caption"] += data
+        elif self._cell:
+            self.tables[-1]["rows"][-1].append(data)
+
+
+def parse_page(path):
+    parser = PageParser()
+    parser.feed(path.read_text())
+    return parser
+
+
+def printed_tables(log):
+    """Every table of a run's console output: {title: [[cell, ...] per row]} (header first)."""
+    lines, tables = log.splitlines(), {}
+    for i, line in enumerate(lines):
+        if re.fullmatch(r"-+( +-+)+", line) and i >= 2:
+            rows = [lines[i - 1]]
+            for row in lines[i + 1 :]:
+                if not row.strip() or row.startswith(("==", "accuracy drop")) or ":" in row:
+                    break
+                rows.append(row)
+            tables[lines[i - 2]] = [re.split(r"  +", r.strip()) for r in rows]
+    return tables

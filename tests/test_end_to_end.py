@@ -113,3 +113,63 @@ def test_the_run_prints_what_it_derived_and_teachers_take_the_runs_impulse_respo
     qat_log = log.split("== QAT fine-tuning")[1]
     assert re.findall(r"Epoch (\d+)/(\d+)", qat_log) == [("1", "3"), ("2", "3"), ("3", "3")]
     assert "packed_accuracy" not in log and " - accuracy: " in qat_log
+
+
+@pytest.mark.slow
+def test_the_run_shows_no_native_log_lines_and_one_page_with_every_printed_table(tiny_recipe):
+    from tests.helpers import parse_page, printed_tables
+
+    run, log = tiny_recipe["whole"], tiny_recipe["stdout"]
+    # TensorFlow's native log lines are gone from both streams, the QAT process's included.
+    for stream in (log, tiny_recipe["stderr"]):
+        noise = [line for line in stream.splitlines() if line.startswith(NATIVE_PREFIXES)]
+        assert noise == [], noise[:3]
+    assert "absl::InitializeLog" not in tiny_recipe["stderr"]
+
+    # The distillation verdict is printed and on the page.
+    summary = json.loads((run / "summary.json").read_text())
+    verdict = summary["distillation"]
+    assert verdict["verdict"] in log
+    helped = verdict["distilled"] > verdict["without_teacher"]
+    assert verdict["helped"] == helped and verdict["verdict"].startswith(
+        "Distillation helped" if helped else "Distillation did not help"
+    )
+
+    page = parse_page(run / "report.html")
+    assert "Run finished" in (run / "report.html").read_text()
+    assert verdict["verdict"] in (run / "report.html").read_text()
+    assert page.outside == []
+    shown = {t["caption"]: t["rows"] for t in page.tables}
+    printed = printed_tables(log)
+    assert set(printed) == {
+        "Teacher logits: accuracy (%) per device",
+        "Float student on evaluate: accuracy (%) per device",
+        "Float vs int8 on evaluate: accuracy (%)",
+    }
+    for title, rows in printed.items():
+        assert shown[title] == rows, title
+    curves = [f"training curves of {n}" for n in ("teachers/teacher-0", "student")]
+    assert set(curves + ["training curves of QAT (int8)"]) <= set(page.images)
+    assert "confusion matrix of int8 QAT" in page.images
+
+
+NATIVE_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages before absl")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_real_browser_shows_every_table_and_picture_of_the_page(tiny_recipe, tmp_path):
+    import shutil
+
+    if not shutil.which("chromium"):
+        pytest.skip("needs Chromium: apt-get install chromium")
+    from tests.helpers import parse_page
+
+    run = tiny_recipe["whole"]
+    page = parse_page(run / "report.html")
+    shown = run_tool("check_page.py", run, "--screenshot", tmp_path / "page.png")
+    assert (
+        f"{len(page.tables)} tables, {len(page.images)} of {len(page.images)} pictures decoded, "
+        "0 requests outside the file"
+    ) in shown.stdout
+    assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -150,3 +150,30 @@ def test_quantization_student_best_takes_the_better_float_student():
         "student",
         "the run's only student",
     )
+
+
+def test_the_distillation_verdict_says_whether_the_teachers_helped():
+    from asc_keras.config import config_from_dict
+    from asc_keras.recipe import distillation_verdict
+
+    config = config_from_dict({})
+    teachers = {"fused (evaluate)": {"accuracy": 0.472}}
+    reports = {"student": {"accuracy": 0.479}, "student, no teacher": {"accuracy": 0.576}}
+    verdict = distillation_verdict(config, reports, teachers)
+    assert verdict["helped"] is False and verdict["points"] == pytest.approx(-9.7)
+    assert verdict["verdict"] == (
+        "Distillation did not help: the distilled student scores 47.90 % on evaluate, 9.70 "
+        "points less than without a teacher (57.60 %); the fused teachers score 47.20 %, no "
+        "better than the student: it needs stronger teachers."
+    )
+    reports["student"]["accuracy"] = 0.6
+    teachers["fused (evaluate)"]["accuracy"] = 0.7
+    verdict = distillation_verdict(config, reports, teachers)
+    assert verdict["helped"] is True
+    assert verdict["verdict"] == (
+        "Distillation helped: the distilled student scores 60.00 % on evaluate, 2.40 points "
+        "more than without a teacher (57.60 %); the fused teachers score 70.00 %."
+    )
+    alone = distillation_verdict(config, {"student": {"accuracy": 0.6}}, {})
+    assert "helped" not in alone
+    assert "set distillation.compare_without_teacher" in alone["verdict"]

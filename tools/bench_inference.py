@@ -16,19 +16,19 @@ on one clip (1 x 256 x 64), after warm-up; clips/s is the throughput on a batch 
 Micro arena of the int8 model closes the report.
 """
 
-import argparse
 import functools
 import os
 import sys
 import time
 from pathlib import Path
 
-from asc_keras import cli
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
-cli.quiet_tensorflow()
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
+
+from asc_keras import cli  # noqa: E402
 
 
 def median_seconds(call, reps, warmup=10):
@@ -115,7 +115,7 @@ def build_models(variant, norm, run):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("--variant", default="sm2")
     parser.add_argument("--norm", default="residual", choices=["residual", "batch", "none"])
     parser.add_argument("--run", help="a tools/train.py run folder with its quantized models")

@@ -7,17 +7,16 @@ with the paper's student settings, on random clips held in memory (no disk in th
 Training: `model.train_on_batch` of DS-FlexiNet on ready batches (TensorFlow backend).
 """
 
-import argparse
 import os
 import time
 
-from asc_keras import cli
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
-cli.quiet_tensorflow()
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 
+from asc_keras import cli  # noqa: E402
 from asc_keras.config import config_from_dict  # noqa: E402
 from asc_keras.data.cache import WaveformCache  # noqa: E402
 from asc_keras.data.tau22 import DEVICES, Record  # noqa: E402
@@ -80,7 +79,7 @@ def main(argv=None):
     from asc_keras.data.synthetic import make_synthetic_dataset
     from asc_keras.utils import format_table
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--clips", type=int, default=2048)
     parser.add_argument("--variant", default="sm2")

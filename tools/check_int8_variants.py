@@ -12,16 +12,15 @@ the TFLite parameter count beside the Keras count with every BatchNorm folded (e
 BatchNorms fold).
 """
 
-import argparse
 import json
+import os
 
-from asc_keras import cli
-
-cli.quiet_tensorflow()
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
 import keras  # noqa: E402  (Keras 3 before tfmot)
 import numpy as np  # noqa: E402
 
+from asc_keras import cli  # noqa: E402
 from asc_keras.complexity import count_model, count_tflite, folded_param_count  # noqa: E402
 from asc_keras.models import VARIANTS, ds_flexinet  # noqa: E402
 from asc_keras.utils import format_table  # noqa: E402
@@ -73,7 +72,7 @@ def check_variant(variant, norm, inputs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("--variants", nargs="+", default=sorted(VARIANTS))
     parser.add_argument("--norms", nargs="+", default=["residual", "batch"])
     parser.add_argument("--inputs", type=int, default=100)

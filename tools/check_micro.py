@@ -6,20 +6,19 @@ Inputs are drawn from a config's evaluation split when `--config` is given, othe
 log-mel-like values. Prints the arena and model bytes; exits 1 if any output differs.
 """
 
-import argparse
+import os
 from pathlib import Path
 
-from asc_keras import cli
-
-cli.quiet_tensorflow()
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
 import numpy as np  # noqa: E402
 
+from asc_keras import cli  # noqa: E402
 from asc_keras.quantize.micro import check_micro  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("model", help="int8 .tflite model")
     parser.add_argument("--inputs", type=int, default=100)
     parser.add_argument("--config", help="take the inputs from this config's evaluation split")

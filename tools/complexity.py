@@ -5,14 +5,13 @@ python tools/complexity.py sm2 --norm batch
 python tools/complexity.py configs/sm2.yaml --json
 """
 
-import argparse
 import json
+import os
 from pathlib import Path
 
-from asc_keras import cli
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
-cli.quiet_tensorflow()
-
+from asc_keras import cli  # noqa: E402
 from asc_keras.complexity import count_model, variant_report  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.errors import UserError  # noqa: E402
@@ -21,7 +20,7 @@ from asc_keras.utils import format_table  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("target", nargs="?", help="a variant name (sm1..sm4) or a YAML config")
     parser.add_argument("--all", action="store_true", help="every variant beside paper Table II")
     parser.add_argument("--norm", default="residual", choices=["residual", "batch", "none"])

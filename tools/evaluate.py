@@ -5,15 +5,14 @@
 Writes a JSON file with every figure and a confusion-matrix PNG (default next to the model).
 """
 
-import argparse
+import os
 from pathlib import Path
 
-from asc_keras import cli
-
-cli.quiet_tensorflow()
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
 import numpy as np  # noqa: E402
 
+from asc_keras import cli  # noqa: E402
 from asc_keras.audio import num_frames  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.data.pipeline import make_dataset, open_split  # noqa: E402
@@ -48,7 +47,7 @@ def load_classifier(path, input_shape, num_classes):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("model", help=".tflite or .keras model")
     parser.add_argument("config", help="the config the model was trained with")
     parser.add_argument("--split", help="default: the config's data.eval_split")

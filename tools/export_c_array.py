@@ -3,14 +3,16 @@
 python tools/export_c_array.py runs/sm2/quantized/model_int8.tflite out/asc_model [--name asc_model]
 """
 
-import argparse
+import os
 
-from asc_keras import cli
-from asc_keras.quantize.c_array import write_c_array
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
+
+from asc_keras import cli  # noqa: E402
+from asc_keras.quantize.c_array import write_c_array  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("model", help=".tflite model")
     parser.add_argument("out", help="output path without suffix (writes OUT.h and OUT.cc)")
     parser.add_argument("--name", help="C array name (default: the output file name)")

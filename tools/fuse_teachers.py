@@ -3,13 +3,12 @@
 python tools/fuse_teachers.py a.npz b.npz --method fused -o fused.npz --config configs/sm2.yaml
 """
 
-import argparse
 import dataclasses
+import os
 
-from asc_keras import cli
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
-cli.quiet_tensorflow()
-
+from asc_keras import cli  # noqa: E402
 from asc_keras.config import Config, load_config  # noqa: E402
 from asc_keras.data.pipeline import resolve_data_root  # noqa: E402
 from asc_keras.distill import load_logits  # noqa: E402
@@ -18,7 +17,7 @@ from asc_keras.recipe import Splits, fusion_report  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("logits", nargs="+", help="teacher logit files (.npz or .csv)")
     parser.add_argument("--method", choices=["averaged", "fused"], default="fused")
     parser.add_argument("-o", "--output", required=True, help="fused logit file (.npz)")

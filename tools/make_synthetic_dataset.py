@@ -3,15 +3,17 @@
 python tools/make_synthetic_dataset.py data/synthetic [--scale 2]
 """
 
-import argparse
+import os
 import time
 
-from asc_keras import cli
-from asc_keras.data.synthetic import make_synthetic_dataset
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
+
+from asc_keras import cli  # noqa: E402
+from asc_keras.data.synthetic import make_synthetic_dataset  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("out", help="folder to create (meta.csv, audio/, evaluation_setup/, ...)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every clip count")
     parser.add_argument("--seed", type=int, default=0)

@@ -3,18 +3,17 @@
 python tools/prepare_dataset.py configs/sm2.yaml --data-root /data/TAU-2022 --split train
 """
 
-import argparse
+import os
 
-from asc_keras import cli
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
-cli.quiet_tensorflow()
-
+from asc_keras import cli  # noqa: E402
 from asc_keras.config import Config, load_config  # noqa: E402
 from asc_keras.data.pipeline import open_split  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument(
         "config", nargs="?", help="YAML config (data section); defaults if left out"
     )

@@ -3,20 +3,19 @@
 python tools/train.py configs/sm2.yaml [--data-root DIR] [--out runs/sm2] [--resume | --new-run]
 """
 
-import argparse
+import os
 from pathlib import Path
 
-from asc_keras import cli
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
-cli.quiet_tensorflow()
-
+from asc_keras import cli  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.recipe import run_training  # noqa: E402
 from asc_keras.run_folder import new_run_folder  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("config", help="YAML config, e.g. configs/sm2.yaml")
     parser.add_argument(
         "--data-root", help="dataset folder with meta.csv (else config / ASC_DATA_ROOT)"

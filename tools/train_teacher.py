@@ -3,14 +3,13 @@
 python tools/train_teacher.py configs/teacher_cpresnet.yaml --seed 1 --out runs/teacher-1
 """
 
-import argparse
 import dataclasses
+import os
 from pathlib import Path
 
-from asc_keras import cli
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
-cli.quiet_tensorflow()
-
+from asc_keras import cli  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.data.pipeline import resolve_data_root  # noqa: E402
 from asc_keras.recipe import Splits, train_teacher  # noqa: E402
@@ -18,7 +17,7 @@ from asc_keras.run_folder import locked_run_folder  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.argument_parser(__doc__)
     parser.add_argument("config", help="teacher config, e.g. configs/teacher_cpresnet.yaml")
     parser.add_argument("--seed", type=int, help="overrides training.seed")
     parser.add_argument("--data-root", help="dataset folder with meta.csv")

@@ -51,6 +51,11 @@ def device_report(labels, logits, devices, classes=CLASSES):
 
 def format_reports(reports, title=None):
     """One row per named report: accuracy (%) per device, groups, overall, log loss."""
+    return format_table(*report_table(reports), title=title)
+
+
+def report_table(reports):
+    """The headers and rows of `format_reports` (also the run page's tables)."""
     columns = [d for d in DEVICES if any(d in r["devices"] for r in reports.values())]
     groups = [g for g in GROUPS if any(g in r["groups"] for r in reports.values())]
     rows = []
@@ -62,7 +67,7 @@ def format_reports(reports, title=None):
             + [_percent(r["accuracy"]), f"{r['log_loss']:.3f}"]
         )
     headers = ["model"] + [d.upper() for d in columns] + groups + ["overall", "log loss"]
-    return format_table(headers, rows, title=title)
+    return headers, rows
 
 
 def _percent(value):

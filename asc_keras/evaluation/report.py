@@ -20,7 +20,8 @@ def check_model_io(source, shape, classes, input_shape, num_classes):
         )
 
 
-def save_confusion_png(report, path, title):
+def confusion_figure(report, title, small=False):
+    """A matplotlib figure of `report`'s confusion matrix, as % of each true class."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,26 +29,37 @@ def save_confusion_png(report, path, title):
 
     confusion = np.asarray(report["confusion"], float)
     rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    figure, axes = plt.subplots(figsize=(7.5, 6.5))
+    classes = CLASSES if len(rates) == len(CLASSES) else [str(i) for i in range(len(rates))]
+    figure, axes = plt.subplots(figsize=(5.2, 4.6) if small else (7.5, 6.5))
     image = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    axes.set_xticks(range(len(CLASSES)), CLASSES, rotation=60, ha="right")
-    axes.set_yticks(range(len(CLASSES)), CLASSES)
-    for i in range(len(CLASSES)):
-        for j in range(len(CLASSES)):
+    labels = {"fontsize": 7} if small else {}
+    axes.set_xticks(range(len(classes)), classes, rotation=60, ha="right", **labels)
+    axes.set_yticks(range(len(classes)), classes, **labels)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
             axes.text(
                 j,
                 i,
                 f"{100 * rates[i, j]:.0f}",
                 ha="center",
                 va="center",
-                fontsize=7,
+                fontsize=6 if small else 7,
                 color="white" if rates[i, j] > 0.5 else "black",
             )
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(f"{title}: accuracy {100 * report['accuracy']:.2f} %")
-    figure.colorbar(image, fraction=0.046)
+    heading = {"fontsize": 9} if small else {}
+    axes.set_title(f"{title}: accuracy {100 * report['accuracy']:.2f} %", **heading)
+    if not small:
+        figure.colorbar(image, fraction=0.046)
     figure.tight_layout()
+    return figure
+
+
+def save_confusion_png(report, path, title):
+    import matplotlib.pyplot as plt
+
+    figure = confusion_figure(report, title)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
     plt.close(figure)

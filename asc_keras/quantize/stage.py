@@ -11,10 +11,7 @@ The stage holds the run folder's lock (inherited from tools/train.py) and dies w
 
 import argparse
 import json
-import os
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402  (Keras 3 first: the student is a Keras 3 model)
 import numpy as np  # noqa: E402
@@ -25,6 +22,7 @@ from asc_keras.data.pipeline import make_dataset, steps_per_epoch  # noqa: E402
 from asc_keras.distill import load_logits  # noqa: E402
 from asc_keras.evaluation import device_report, format_reports  # noqa: E402
 from asc_keras.evaluation.report import write_report  # noqa: E402
+from asc_keras.evaluation.run_page import INT8_TABLE  # noqa: E402
 from asc_keras.evaluation.tflite import TFLiteClassifier  # noqa: E402
 from asc_keras.quantize import qat  # noqa: E402
 from asc_keras.quantize.c_array import write_c_array  # noqa: E402
@@ -151,7 +149,7 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
         "qat_history": history,
         "reports": reports,
     }
-    print(format_reports(reports, title=f"Float vs int8 on {config.data.eval_split}: accuracy (%)"))
+    print(format_reports(reports, title=INT8_TABLE.format(split=config.data.eval_split)))
     print(
         f"accuracy drop, float -> int8: QAT {summary['qat_drop_points']:.2f} points, "
         f"post-training quantization {summary['ptq_drop_points']:.2f} points"
@@ -176,10 +174,10 @@ def main(argv=None):
         default="student",
         help="the stage folder whose last.keras becomes int8",
     )
-    parser.add_argument("--verbose", type=int, default=2)
+    parser.add_argument("--progress", type=int, default=2, help="Keras fit verbosity")
     args = parser.parse_args(argv)
     with RunLock(args.run_dir):  # inherited from the run that started this process, if any
-        quantize_run(args.run_dir, args.verbose, args.student)
+        quantize_run(args.run_dir, args.progress, args.student)
     return 0
 
 
