@@ -7,8 +7,21 @@ if _os.environ.get("ASC_KERAS_TOOL") == "1":  # set by tools/*.py before they im
 
     _quiet()  # before Keras loads TensorFlow
 
-from asc_keras.layers import DSFlexiBlock, ResidualNorm  # noqa: E402
+from asc_keras.layers import (  # noqa: E402
+    DSFlexiBlock,
+    LogMelSpectrogram,
+    ResidualNorm,
+    with_frontend,
+)
 from asc_keras.models import VARIANTS, ds_flexinet  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["DSFlexiBlock", "ResidualNorm", "VARIANTS", "ds_flexinet", "__version__"]
+__all__ = [
+    "DSFlexiBlock",
+    "LogMelSpectrogram",
+    "ResidualNorm",
+    "VARIANTS",
+    "ds_flexinet",
+    "with_frontend",
+    "__version__",
+]

@@ -2,7 +2,8 @@
 
     python tools/evaluate.py runs/sm2/quantized/model_int8.tflite configs/sm2.yaml
 
-Writes a JSON file with every figure and a confusion-matrix PNG (default next to the model).
+Writes a JSON file with every figure and each clip's predicted class, and a confusion-matrix
+PNG (default next to the model).
 """
 
 import os
@@ -13,12 +14,13 @@ os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native 
 import numpy as np  # noqa: E402
 
 from asc_keras import cli  # noqa: E402
-from asc_keras.audio import num_frames  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.data.pipeline import make_dataset, open_split  # noqa: E402
+from asc_keras.data.tau22 import CLASSES  # noqa: E402
 from asc_keras.errors import UserError  # noqa: E402
 from asc_keras.evaluation import device_report, format_reports  # noqa: E402
 from asc_keras.evaluation.report import check_model_io, write_report  # noqa: E402
+from asc_keras.inference import feature_shape  # noqa: E402
 
 
 def load_classifier(path, input_shape, num_classes):
@@ -55,18 +57,16 @@ def main(argv=None):
     parser.add_argument("--out", help="folder for the report (default: next to the model)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    frames = num_frames(
-        int(config.data.sample_rate * config.data.duration), config.frontend.hop_length
-    )
-    predict = load_classifier(
-        args.model, (config.frontend.n_mels, frames, 1), config.model.num_classes
-    )
+    predict = load_classifier(args.model, feature_shape(config), config.model.num_classes)
     split = args.split or config.data.eval_split
     cache = open_split(config, split, args.data_root)
     logits = predict(make_dataset(cache, config, batch_size=config.training.batch_size))
     report = device_report(
         [r.label for r in cache.records], logits, np.array([r.device for r in cache.records])
     )
+    report["predicted"] = {  # per clip, for a look at single files
+        r.filename: CLASSES[int(i)] for r, i in zip(cache.records, np.argmax(logits, axis=1))
+    }
     name = f"{Path(args.model).stem}_{split}"
     out = Path(args.out) if args.out else Path(args.model).parent
     write_report(report, out, name, f"{Path(args.model).name} on {split}")

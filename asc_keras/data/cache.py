@@ -30,6 +30,8 @@ from asc_keras.utils import atomic_path, atomic_write_text, writing
 CACHE_FORMAT = 1
 CHUNK = 256
 
+STORED = np.float16  # the sample type on disk: half the size of float32
+
 
 @dataclasses.dataclass
 class WaveformCache:
@@ -241,7 +243,7 @@ def _build_cache(
         waveforms = np.load(partial, mmap_mode="r+")
     else:
         waveforms = np.lib.format.open_memmap(
-            partial, mode="w+", dtype=np.float16, shape=(len(records), samples)
+            partial, mode="w+", dtype=STORED, shape=(len(records), samples)
         )
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(records), initial=done, desc=f"caching {split}", disable=not progress)
