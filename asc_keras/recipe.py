@@ -288,7 +288,8 @@ def fusion_stage(config, run_dir, splits, logit_files):
     teacher and each fusion does per device."""
     method = config.teachers.fusion
     path = Path(run_dir) / "teachers" / f"{method}.npz"
-    fused, reports = fusion_report([load_logits(f) for f in logit_files], splits)
+    root = config.data.root
+    fused, reports = fusion_report([load_logits(f, root=root) for f in logit_files], splits)
     print(format_reports(reports, title=TEACHER_TABLE))
     weights = ", ".join(f"{w:.3f}" for w in fused["fused"].extra["fusion_weights"])
     print(f"fused teacher weights: {weights}")

@@ -18,7 +18,7 @@ from asc_keras.recipe import Splits, fusion_report  # noqa: E402
 
 def main(argv=None):
     parser = cli.argument_parser(__doc__)
-    parser.add_argument("logits", nargs="+", help="teacher logit files (.npz or .csv)")
+    parser.add_argument("logits", nargs="+", help="teacher logit files (.npz, .csv, or .pt rows of meta.csv)")
     parser.add_argument("--method", choices=["averaged", "fused"], default="fused")
     parser.add_argument("-o", "--output", required=True, help="fused logit file (.npz)")
     parser.add_argument("--config", help="config whose data section names the dataset")
@@ -28,7 +28,7 @@ def main(argv=None):
     config.data = dataclasses.replace(
         config.data, root=str(resolve_data_root(config, args.data_root))
     )
-    teachers = [load_logits(path) for path in args.logits]
+    teachers = [load_logits(path, root=config.data.root) for path in args.logits]
     splits = Splits.open(config)
     fused, reports = fusion_report(teachers, splits)
     print(format_reports(reports, title="Teacher logits: accuracy (%) per device"))

@@ -3,7 +3,9 @@
 The format of record is `.npz` with `filenames` (str), `logits` (float32, clips x classes) and
 `classes` (str, the class order). Logits made elsewhere (PaSST ensembles, ...) load the same way
 from `.npz` or from a tab- or comma-separated `.csv` with a `filename` column followed by one
-column per class, in the alphabetical class order of the dataset.
+column per class, in the alphabetical class order of the dataset. The CP-JKU DCASE23 ensemble
+logits (`ensemble_logits.pt`: one PyTorch tensor, one row per line of the dataset's
+`meta.csv`, in that order, one column per class) load from `.pt` given the dataset root.
 """
 
 import csv
@@ -87,12 +89,15 @@ class TeacherLogits:
                 np.savez(f, **arrays)
 
 
-def load_logits(path, classes=CLASSES):
-    """Loads a `.npz` or `.csv` logit file and checks its classes against `classes`."""
+def load_logits(path, classes=CLASSES, root=None):
+    """Loads a `.npz`, `.csv` or `.pt` logit file and checks its classes against `classes`
+    (a `.pt` tensor's rows are the lines of `root`/meta.csv)."""
     path = Path(path)
     if not path.is_file():
         raise LogitFileError(f"logit file {str(path)!r} does not exist")
-    if path.suffix == ".npz":
+    if path.suffix == ".pt":
+        teacher = _read_logit_tensor(path, root, classes)
+    elif path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as data:
                 missing = [k for k in ("filenames", "logits") if k not in data]
@@ -117,7 +122,9 @@ def load_logits(path, classes=CLASSES):
     elif path.suffix in (".csv", ".tsv"):
         teacher = _read_logit_table(path)
     else:
-        raise LogitFileError(f"{path}: unknown logit file type {path.suffix!r}; use .npz or .csv")
+        raise LogitFileError(
+            f"{path}: unknown logit file type {path.suffix!r}; use .npz, .csv or .pt"
+        )
     teacher.check_classes(classes)
     return teacher
 
@@ -158,3 +165,37 @@ def _read_logit_table(path):
         tuple(header[1:]),
         source=str(path),
     )
+
+
+def _read_logit_tensor(path, root, classes):
+    """A `.pt` file holding one (meta.csv lines x classes) tensor, as the CP-JKU DCASE23
+    ensemble logits are published."""
+    if root is None or not (Path(root) / "meta.csv").is_file():
+        raise LogitFileError(
+            f"{path}: a .pt logit file is indexed by the lines of the dataset's meta.csv; "
+            f"no meta.csv in {str(root)!r} (set data.root or pass --data-root)"
+        )
+    try:
+        import torch
+    except ImportError as error:
+        raise LogitFileError(
+            f"{path}: reading .pt logit files needs PyTorch (CPU is enough: pip install "
+            f"torch==2.13.0)"
+        ) from error
+    try:
+        tensor = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a damaged or foreign file
+        raise LogitFileError(f"{path}: not a readable PyTorch tensor file: {error}") from error
+    if not isinstance(tensor, torch.Tensor):
+        raise LogitFileError(
+            f"{path}: expected one tensor (meta.csv lines x classes), found {type(tensor).__name__}"
+        )
+    with open(Path(root) / "meta.csv", newline="") as f:
+        filenames = [row["filename"] for row in csv.DictReader(f, delimiter="\t")]
+    logits = tensor.detach().to(torch.float32).numpy()
+    if logits.ndim != 2 or len(logits) != len(filenames):
+        raise LogitFileError(
+            f"{path}: tensor of shape {tuple(logits.shape)}; expected ({len(filenames)}, "
+            f"{len(classes)}): one row per line of {Path(root) / 'meta.csv'}"
+        )
+    return TeacherLogits(filenames, logits, classes, source=str(path))

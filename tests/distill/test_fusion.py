@@ -98,3 +98,30 @@ def test_damaged_and_ambiguous_logit_files_name_the_file_and_line(tmp_path):
     (tmp_path / "text.csv").write_text(f"{header}\naudio/f0.wav\t{bad_row}\n")
     with pytest.raises(LogitFileError, match=r"text.csv, line 2: non-numeric logit"):
         load_logits(tmp_path / "text.csv")
+
+
+def test_published_pt_logits_are_rows_of_meta_csv(synthetic_root, tmp_path):
+    torch = pytest.importorskip("torch")  # a test dependency; users pass --extra backends
+    with open(synthetic_root / "meta.csv") as f:
+        names = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
+    logits = np.random.default_rng(0).normal(size=(len(names), 10)).astype(np.float32)
+    torch.save(torch.from_numpy(logits), tmp_path / "ensemble_logits.pt")
+    teacher = load_logits(tmp_path / "ensemble_logits.pt", root=synthetic_root)
+    np.testing.assert_array_equal(teacher.aligned_to(names[::-1]), logits[::-1])
+
+    with pytest.raises(LogitFileError, match="indexed by the lines of the dataset's meta.csv"):
+        load_logits(tmp_path / "ensemble_logits.pt")
+    torch.save(torch.from_numpy(logits[:-1]), tmp_path / "short.pt")
+    with pytest.raises(LogitFileError, match=rf"shape \({len(names) - 1}, 10\); expected"):
+        load_logits(tmp_path / "short.pt", root=synthetic_root)
+    nan = logits.copy()
+    nan[3, 2] = np.nan
+    torch.save(torch.from_numpy(nan), tmp_path / "nan.pt")
+    with pytest.raises(LogitFileError, match="nan.pt: logits contain NaN"):
+        load_logits(tmp_path / "nan.pt", root=synthetic_root)
+    torch.save({"logits": torch.from_numpy(logits)}, tmp_path / "dict.pt")
+    with pytest.raises(LogitFileError, match="expected one tensor"):
+        load_logits(tmp_path / "dict.pt", root=synthetic_root)
+    (tmp_path / "damaged.pt").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(LogitFileError, match="damaged.pt: not a readable PyTorch tensor file"):
+        load_logits(tmp_path / "damaged.pt", root=synthetic_root)
