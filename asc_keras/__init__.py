@@ -1,11 +1,9 @@
 """DS-FlexiNet acoustic scene classification in Keras 3 with an int8 TFLite path."""
 
-import os as _os
+from asc_keras import console as _console
 
-if _os.environ.get("ASC_KERAS_TOOL") == "1":  # set by tools/*.py before they import asc_keras
-    from asc_keras.console import quiet_native_logs as _quiet
-
-    _quiet()  # before Keras loads TensorFlow
+if _console.is_tool():  # tools/*.py and the asc-keras-* console scripts
+    _console.quiet_native_logs()  # before Keras loads TensorFlow
 
 from asc_keras.layers import (  # noqa: E402
     DSFlexiBlock,

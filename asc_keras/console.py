@@ -8,8 +8,10 @@ filter process that drops exactly those lines (info, warning and error lines in 
 format, and the banner absl prints before them); fatal lines and everything else pass
 unchanged, partial lines (progress bars) at once.
 
-The tools ask for it by setting `ASC_KERAS_TOOL=1` before their first `asc_keras` import (the
-package calls `quiet_native_logs` then, before it imports Keras). `--verbose` on the command
+The package calls `quiet_native_logs` before it imports Keras when it runs as a tool: a
+`tools/*.py` script sets `ASC_KERAS_TOOL=1` before its first `asc_keras` import, and the
+`asc-keras-*` console scripts are known by their name. Code that imports asc_keras as a
+library keeps its stderr untouched. `--verbose` on the command
 line, or `ASC_KERAS_VERBOSE=1`, keeps every line. Child processes (the QAT stage) inherit the
 filtered stderr and the setting. Standard library only: this module runs before TensorFlow.
 """
@@ -76,6 +78,12 @@ if start and not decide(start):
 
 
 _filter = None
+
+
+def is_tool():
+    """Whether this process is one of the project's tools (see the module's doc)."""
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return os.environ.get("ASC_KERAS_TOOL") == "1" or script.startswith("asc-keras-")
 
 
 def is_verbose(argv=None):

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# TensorFlow's native log lines, which no tool may print (asc_keras.console).
+NATIVE_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages before absl")
 
 
 def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape, tmp_path):

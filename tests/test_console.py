@@ -3,8 +3,9 @@ everything else stays, in order, even when the process is killed."""
 
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.helpers import ROOT
+from tests.helpers import NATIVE_PREFIXES, ROOT
 
 NATIVE = [
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
@@ -84,3 +85,14 @@ def test_a_killed_process_loses_no_line_it_wrote():
     assert done.returncode == -9
     assert done.stderr.endswith("last words\n")
     assert not any(line in done.stderr for line in NATIVE)
+
+
+def test_console_scripts_are_installed_and_quiet():
+    script = Path(sys.executable).parent / "asc-keras-complexity"
+    assert script.is_file(), "pip install -e . installs the console scripts"
+    done = subprocess.run([str(script), "sm1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "sm1" in done.stdout and "MACs" in done.stdout
+    assert not [line for line in done.stderr.splitlines() if line.startswith(NATIVE_PREFIXES)]
+    for name in ("train", "predict", "evaluate", "fuse-teachers"):
+        assert (Path(sys.executable).parent / f"asc-keras-{name}").is_file(), name

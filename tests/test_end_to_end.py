@@ -117,7 +117,7 @@ def test_the_run_prints_what_it_derived_and_teachers_take_the_runs_impulse_respo
 
 @pytest.mark.slow
 def test_the_run_shows_no_native_log_lines_and_one_page_with_every_printed_table(tiny_recipe):
-    from tests.helpers import parse_page, printed_tables
+    from tests.helpers import NATIVE_PREFIXES, parse_page, printed_tables
 
     run, log = tiny_recipe["whole"], tiny_recipe["stdout"]
     # TensorFlow's native log lines are gone from both streams, the QAT process's included.
@@ -151,9 +151,6 @@ def test_the_run_shows_no_native_log_lines_and_one_page_with_every_printed_table
     curves = [f"training curves of {n}" for n in ("teachers/teacher-0", "student")]
     assert set(curves + ["training curves of QAT (int8)"]) <= set(page.images)
     assert "confusion matrix of int8 QAT" in page.images
-
-
-NATIVE_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages before absl")
 
 
 @pytest.mark.slow

@@ -1,50 +1,13 @@
 """Fuses teacher logit files (paper eq. 4) and prints every teacher's accuracy per device.
 
-python tools/fuse_teachers.py a.npz b.npz --method fused -o fused.npz --config configs/sm2.yaml
+Code: asc_keras/commands/fuse_teachers.py (console script asc-keras-fuse-teachers).
 """
 
-import dataclasses
 import os
 
 os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
-from asc_keras import cli  # noqa: E402
-from asc_keras.config import Config, load_config  # noqa: E402
-from asc_keras.data.pipeline import resolve_data_root  # noqa: E402
-from asc_keras.distill import load_logits  # noqa: E402
-from asc_keras.evaluation import format_reports  # noqa: E402
-from asc_keras.recipe import Splits, fusion_report  # noqa: E402
-
-
-def main(argv=None):
-    parser = cli.argument_parser(__doc__)
-    parser.add_argument("logits", nargs="+", help="teacher logit files (.npz, .csv, or .pt rows of meta.csv)")
-    parser.add_argument("--method", choices=["averaged", "fused"], default="fused")
-    parser.add_argument("-o", "--output", required=True, help="fused logit file (.npz)")
-    parser.add_argument("--config", help="config whose data section names the dataset")
-    parser.add_argument("--data-root", help="dataset folder with meta.csv")
-    args = parser.parse_args(argv)
-    config = load_config(args.config) if args.config else Config()
-    config.data = dataclasses.replace(
-        config.data, root=str(resolve_data_root(config, args.data_root))
-    )
-    teachers = [load_logits(path, root=config.data.root) for path in args.logits]
-    splits = Splits.open(config)
-    fused, reports = fusion_report(teachers, splits)
-    print(format_reports(reports, title="Teacher logits: accuracy (%) per device"))
-    print(
-        "fused weights per teacher:",
-        [round(float(w), 4) for w in fused["fused"].extra["fusion_weights"]],
-    )
-    print(
-        "fused bias per class:", [round(float(b), 4) for b in fused["fused"].extra["fusion_bias"]]
-    )
-    fused[args.method].save(args.output)
-    print(
-        f"wrote {args.method} logits of {len(fused[args.method].filenames)} clips to {args.output}"
-    )
-    return 0
-
+from asc_keras.commands.fuse_teachers import main, run  # noqa: E402, F401
 
 if __name__ == "__main__":
-    cli.run(main)
+    run()

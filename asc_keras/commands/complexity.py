@@ -1,0 +1,100 @@
+"""Parameters, MACs and int8 bytes of DS-FlexiNet under the DCASE limits.
+
+python tools/complexity.py --all            # sm1..sm4 beside paper Table II
+python tools/complexity.py sm2 --norm batch
+python tools/complexity.py configs/sm2.yaml --json
+"""
+
+import json
+from pathlib import Path
+
+from asc_keras import cli
+from asc_keras.complexity import count_model, variant_report
+from asc_keras.config import load_config
+from asc_keras.errors import UserError
+from asc_keras.models import VARIANTS, ds_flexinet
+from asc_keras.utils import format_table
+
+
+def main(argv=None):
+    parser = cli.argument_parser(__doc__)
+    parser.add_argument("target", nargs="?", help="a variant name (sm1..sm4) or a YAML config")
+    parser.add_argument("--all", action="store_true", help="every variant beside paper Table II")
+    parser.add_argument("--norm", default="residual", choices=["residual", "batch", "none"])
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+
+    if args.all or args.target is None:
+        rows = variant_report(norm=args.norm)
+    elif args.target in VARIANTS:
+        rows = variant_report([args.target], norm=args.norm)
+    elif args.target.endswith(".tflite"):
+        from asc_keras.complexity import count_tflite
+
+        path = Path(args.target)
+        counted = count_tflite(cli.read_tflite(path))
+        if args.json:
+            print(json.dumps(counted, indent=2))
+        else:
+            print(
+                f"{path.name}: {counted['params']} parameters (BatchNorms folded into their "
+                f"convolutions), {counted['param_bytes']} bytes of parameters (int8 weights, "
+                f"int32 biases), file {counted['file_bytes']} bytes"
+            )
+        return 0
+    elif not Path(args.target).is_file():
+        raise UserError(
+            f"{args.target!r} is neither a variant ({', '.join(sorted(VARIANTS))}) "
+            f"nor an existing config file"
+        )
+    else:
+        model_config = load_config(args.target).model
+        model = ds_flexinet(
+            model_config.variant,
+            num_classes=model_config.num_classes,
+            norm=model_config.norm,
+            rn_axis=model_config.rn_axis,
+        )
+        rows = [{"variant": model_config.variant, **count_model(model).as_dict()}]
+
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = []
+    for r in rows:
+        paper = "paper_params" in r
+        table.append(
+            [
+                r["variant"],
+                f"{r['params'] / 1e3:.2f}",
+                f"{r['paper_params'] / 1e3:.2f}" if paper else "-",
+                f"{r['params_ratio']:.3f}" if paper else "-",
+                f"{r['macs'] / 1e6:.2f}",
+                f"{r['paper_macs'] / 1e6:.2f}" if paper else "-",
+                f"{r['macs_ratio']:.3f}" if paper else "-",
+                f"{r['param_bytes'] / 1e3:.2f}",
+                "yes" if r["within_limits"] else "NO",
+            ]
+        )
+    headers = [
+        "variant",
+        "params K",
+        "paper K",
+        "ratio",
+        "MACs M",
+        "paper M",
+        "ratio",
+        "int8 KB",
+        "DCASE limits",
+    ]
+    print(format_table(headers, table, title=f"DS-FlexiNet complexity (norm={args.norm})"))
+    return 0
+
+
+def run():
+    """The `asc-keras-complexity` console script."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
