@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc_keras.audio import LogMel, load_audio, num_frames
+from asc_keras.audio import LogMel, feature_shape, load_audio
 from asc_keras.audio.io import AudioError, fix_length
 from asc_keras.config import load_config
 from asc_keras.data.cache import STORED
@@ -27,12 +27,6 @@ from asc_keras.data.tau22 import CLASSES, DEVICES
 from asc_keras.errors import UserError
 
 GENERAL = "general"  # the key of the model for every device without its own
-
-
-def feature_shape(config):
-    """The log-mel input shape (mels, frames, 1) of a model trained with `config`."""
-    samples = int(round(config.data.sample_rate * config.data.duration))
-    return (config.frontend.n_mels, num_frames(samples, config.frontend.hop_length), 1)
 
 
 def config_of(model_path, config=None):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asc_keras.audio import feature_shape
 from asc_keras.config import ConfigError, load_config, save_config
 from asc_keras.data.augment import impulse_response_paths
 from asc_keras.data.pipeline import (
@@ -105,7 +106,7 @@ def train_classifier(
     keras.utils.set_random_seed(config.training.seed)  # the initial weights
     callbacks = []
     with distribution.scope():
-        model = trainee = build_model(config.model)
+        model = trainee = build_model(config.model, feature_shape(config))
         if distribution.sync_batch_norm:
             synchronize_batch_norm(model)
         if teacher is not None:

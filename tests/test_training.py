@@ -177,3 +177,25 @@ def test_the_distillation_verdict_says_whether_the_teachers_helped():
     alone = distillation_verdict(config, {"student": {"accuracy": 0.6}}, {})
     assert "helped" not in alone
     assert "set distillation.compare_without_teacher" in alone["verdict"]
+
+
+def test_the_model_takes_the_shape_the_front_end_config_gives(tmp_path, synthetic_root):
+    import keras
+
+    from asc_keras.config import load_config
+    from asc_keras.inference import Classifier
+    from asc_keras.recipe import run_training
+
+    config = write_config(
+        tmp_path / "mels.yaml",
+        synthetic_root,
+        tmp_path / "cache",
+        frontend={"n_mels": 128, "hop_length": 640},
+        training={"epochs": 1},
+        quantization={"enabled": False},
+    )
+    run_training(load_config(config), tmp_path / "run", verbose=0)
+    student = keras.saving.load_model(tmp_path / "run" / "student" / "last.keras")
+    assert student.input_shape == (None, 128, 50, 1)  # 32000 samples // 640
+    model = Classifier(tmp_path / "run" / "student" / "last.keras")  # the run's config.yaml
+    assert model.probabilities(np.zeros((3, 32000), "float32")).shape == (3, 10)

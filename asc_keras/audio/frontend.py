@@ -17,6 +17,13 @@ def num_frames(num_samples, hop_length):
     return num_samples // hop_length
 
 
+def feature_shape(config):
+    """The log-mel input shape (mels, frames, 1) of a model trained with `config` (a whole
+    `Config`: the clip length and rate, and the front end)."""
+    samples = int(round(config.data.sample_rate * config.data.duration))
+    return (config.frontend.n_mels, num_frames(samples, config.frontend.hop_length), 1)
+
+
 class LogMel:
     """Waveform (..., samples) -> log-mel (..., n_mels, frames).
 

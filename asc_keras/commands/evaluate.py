@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras import cli
+from asc_keras.audio import feature_shape
 from asc_keras.config import load_config
 from asc_keras.data.pipeline import make_dataset, open_split
 from asc_keras.data.tau22 import CLASSES
 from asc_keras.errors import UserError
 from asc_keras.evaluation import device_report, format_reports
 from asc_keras.evaluation.report import check_model_io, write_report
-from asc_keras.inference import feature_shape
 
 
 def load_classifier(path, input_shape, num_classes):
