@@ -20,6 +20,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
     default_8bit_quantize_scheme,
 )
 
+from asc_keras.distill.distiller import distillation_loss
 from asc_keras.quantize.twin import TwinResidualNorm
 from asc_keras.utils import atomic_write_text
 
@@ -206,20 +207,14 @@ def distillation_targets(dataset, with_teacher):
 
 
 def make_loss(temperature, label_weight):
-    """Paper eq. 5 on packed targets; plain cross-entropy when no teacher logits are packed."""
+    """Paper eq. 5 (`distillation_loss`, the Distiller's) on packed targets: the label, then the
+    teacher logits; plain cross-entropy when no teacher logits are packed."""
 
     def loss(y_true, y_pred):
         label = tf.cast(y_true[:, 0], tf.int32)
-        hard = tf_keras.losses.sparse_categorical_crossentropy(label, y_pred, from_logits=True)
         if y_true.shape[-1] == 1:
-            return hard
-        teacher = y_true[:, 1:] / temperature
-        student = y_pred / temperature
-        kl = tf.reduce_sum(
-            tf.nn.softmax(teacher) * (tf.nn.log_softmax(teacher) - tf.nn.log_softmax(student)),
-            axis=-1,
-        )
-        return label_weight * hard + (1 - label_weight) * temperature**2 * kl
+            return tf_keras.losses.sparse_categorical_crossentropy(label, y_pred, from_logits=True)
+        return distillation_loss(label, y_pred, y_true[:, 1:], label_weight, temperature)
 
     return loss
 

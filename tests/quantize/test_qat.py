@@ -99,3 +99,47 @@ def test_calibration_sets_min_max_ranges_and_batchnorms_fold():
     for name, scale in result["inner_scales"].items():
         low, high = ranges[name]
         assert abs(scale - (high - low) / 255) < 0.01 * scale, (name, scale, low, high)
+
+
+LOSS_CHECK = """
+import json
+import numpy as np
+from asc_keras.quantize import qat
+import tensorflow as tf, tf_keras
+
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 10, 8)
+teacher, student = rng.normal(size=(2, 8, 10)).astype(np.float32)
+packed = np.concatenate([labels[:, None], teacher], axis=1).astype(np.float32)
+kd = qat.make_loss(2.0, 0.3)(tf.constant(packed), tf.constant(student)).numpy()
+hard = qat.make_loss(2.0, 0.3)(tf.constant(packed[:, :1]), tf.constant(student)).numpy()
+model = tf_keras.Sequential([tf_keras.layers.Dense(10, input_shape=(4,))])
+model.compile(tf_keras.optimizers.SGD(0.1), loss=qat.make_loss(2.0, 0.3))
+history = model.fit(rng.normal(size=(8, 4)), packed, epochs=2, verbose=0).history
+print(json.dumps({"kd": kd.tolist(), "hard": hard.tolist(), "loss": history["loss"],
+                  "labels": labels.tolist(), "teacher": teacher.tolist(),
+                  "student": student.tolist()}))
+"""
+
+
+def test_qat_fine_tunes_on_the_distillers_eq5_loss():
+    import numpy as np
+
+    done = subprocess.run(
+        [sys.executable, "-c", LOSS_CHECK], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    labels, teacher, student = (np.array(out[k]) for k in ("labels", "teacher", "student"))
+
+    def log_softmax(x):
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    hard = -log_softmax(student)[np.arange(8), labels]
+    t, s = log_softmax(teacher / 2.0), log_softmax(student / 2.0)
+    kl = (np.exp(t) * (t - s)).sum(axis=1)
+    np.testing.assert_allclose(out["kd"], 0.3 * hard + 0.7 * 4.0 * kl, rtol=1e-5)
+    np.testing.assert_allclose(out["hard"], hard, rtol=1e-5)
+    assert all(np.isfinite(out["loss"])) and out["loss"][1] < out["loss"][0]
