@@ -23,10 +23,10 @@ from asc_keras.audio import feature_shape
 from asc_keras.config import ConfigError, load_config, save_config
 from asc_keras.data.augment import impulse_response_paths
 from asc_keras.data.pipeline import (
+    Splits,
     describe_impulse_responses,
     impulse_response_folder,
     make_dataset,
-    open_split,
     resolve_data_root,
     steps_per_epoch,
 )
@@ -38,7 +38,7 @@ from asc_keras.distill import (
     TeacherLogits,
     load_logits,
 )
-from asc_keras.distill.fusion import fuse_teachers
+from asc_keras.distill.fusion import fusion_report
 from asc_keras.distribution import (
     Distribution,
     setup_distribution,
@@ -53,26 +53,6 @@ from asc_keras.training import TrainingError, fit_stage
 from asc_keras.utils import atomic_write_text
 
 TEACHER_TABLE = "Teacher logits: accuracy (%) per device"
-
-
-@dataclasses.dataclass
-class Splits:
-    train: object  # WaveformCache
-    evaluate: object
-
-    @classmethod
-    def open(cls, config, progress=True):
-        """The waveform caches of config.data's training and evaluation splits."""
-        return cls(
-            open_split(config, config.data.train_split, progress=progress),
-            open_split(config, config.data.eval_split, progress=progress),
-        )
-
-    def labels(self, split):
-        return np.array([r.label for r in getattr(self, split).records])
-
-    def devices(self, split):
-        return np.array([r.device for r in getattr(self, split).records])
 
 
 def predict_logits(model, cache, config):
@@ -261,27 +241,6 @@ def train_teacher(
     path = Path(stage_dir) / "logits.npz"
     TeacherLogits(filenames, logits, CLASSES, source=str(path)).save(path)
     return path
-
-
-def fusion_report(teachers, splits):
-    """Averaged and fused logits of `teachers`, and accuracy reports per device of each
-    teacher and of both fusions on every split they cover."""
-    for teacher in teachers:
-        teacher.aligned_to(splits.train.filenames)  # every training clip must be covered
-    fused = {
-        name: fuse_teachers(teachers, name, splits.train.filenames, splits.labels("train"))
-        for name in ("averaged", "fused")
-    }
-    named = {f"teacher {i}": t for i, t in enumerate(teachers)} | fused
-    reports = {}
-    for split in ("train", "evaluate"):
-        filenames = getattr(splits, split).filenames
-        for name, logits in named.items():
-            if set(filenames) <= set(logits.filenames):
-                reports[f"{name} ({split})"] = device_report(
-                    splits.labels(split), logits.aligned_to(filenames), splits.devices(split)
-                )
-    return fused, reports
 
 
 def fusion_stage(config, run_dir, splits, logit_files):

@@ -107,8 +107,9 @@ def train(data_root, stage_dir, epochs, out):
     import numpy as np
 
     from asc_keras.config import config_from_dict
+    from asc_keras.data.pipeline import Splits
     from asc_keras.distribution import setup_distribution
-    from asc_keras.recipe import Splits, train_classifier
+    from asc_keras.recipe import train_classifier
 
     config = config_from_dict(
         {

@@ -11,8 +11,11 @@ os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native 
 
 from asc_keras import cli  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
-from asc_keras.data.pipeline import resolve_data_root  # noqa: E402
-from asc_keras.recipe import Splits, train_teacher  # noqa: E402
+from asc_keras.data.pipeline import (
+    Splits,  # noqa: E402
+    resolve_data_root,  # noqa: E402
+)
+from asc_keras.recipe import train_teacher  # noqa: E402
 from asc_keras.run_folder import locked_run_folder  # noqa: E402
 
 

@@ -7,10 +7,10 @@ import dataclasses
 
 from asc_keras import cli
 from asc_keras.config import Config, load_config
-from asc_keras.data.pipeline import resolve_data_root
+from asc_keras.data.pipeline import Splits, resolve_data_root
 from asc_keras.distill import load_logits
+from asc_keras.distill.fusion import fusion_report
 from asc_keras.evaluation import format_reports
-from asc_keras.recipe import Splits, fusion_report
 
 
 def main(argv=None):

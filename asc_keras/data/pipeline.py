@@ -258,3 +258,23 @@ def make_dataset(
         batches = epoch_numbers.flat_map(epoch_batches)
     dataset = batches.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass
+class Splits:
+    train: object  # WaveformCache
+    evaluate: object
+
+    @classmethod
+    def open(cls, config, progress=True):
+        """The waveform caches of config.data's training and evaluation splits."""
+        return cls(
+            open_split(config, config.data.train_split, progress=progress),
+            open_split(config, config.data.eval_split, progress=progress),
+        )
+
+    def labels(self, split):
+        return np.array([r.label for r in getattr(self, split).records])
+
+    def devices(self, split):
+        return np.array([r.device for r in getattr(self, split).records])

@@ -10,6 +10,7 @@ import scipy.optimize
 import scipy.special
 
 from asc_keras.distill.logits import LogitFileError, TeacherLogits
+from asc_keras.evaluation.metrics import device_report
 
 METHODS = ("averaged", "fused")
 
@@ -83,3 +84,24 @@ def fuse_teachers(teachers, method, train_filenames=None, train_labels=None):
         source=f"{method}({', '.join(t.source for t in teachers)})",
         extra={"fusion_weights": weights, "fusion_bias": bias, "fusion_method": np.array(method)},
     )
+
+
+def fusion_report(teachers, splits):
+    """Averaged and fused logits of `teachers`, and accuracy reports per device of each
+    teacher and of both fusions on every split they cover."""
+    for teacher in teachers:
+        teacher.aligned_to(splits.train.filenames)  # every training clip must be covered
+    fused = {
+        name: fuse_teachers(teachers, name, splits.train.filenames, splits.labels("train"))
+        for name in ("averaged", "fused")
+    }
+    named = {f"teacher {i}": t for i, t in enumerate(teachers)} | fused
+    reports = {}
+    for split in ("train", "evaluate"):
+        filenames = getattr(splits, split).filenames
+        for name, logits in named.items():
+            if set(filenames) <= set(logits.filenames):
+                reports[f"{name} ({split})"] = device_report(
+                    splits.labels(split), logits.aligned_to(filenames), splits.devices(split)
+                )
+    return fused, reports

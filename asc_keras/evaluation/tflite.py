@@ -6,6 +6,30 @@ from asc_keras.errors import UserError
 from asc_keras.evaluation.report import check_model_io
 
 
+def interpreter(model_bytes, reference_kernels=False, threads=1, xnnpack=False):
+    """A LiteRT interpreter with its builtin op kernels. `reference_kernels` selects the plain
+    reference kernels, the ones TFLite Micro's kernels are checked against; `xnnpack` adds
+    the XNNPACK delegate, as LiteRT ships by default (for speed measurements)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    if reference_kernels:
+        resolver = OpResolverType.BUILTIN_REF
+    elif xnnpack:
+        resolver = OpResolverType.AUTO
+    else:
+        resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        runner = Interpreter(
+            model_content=bytes(model_bytes),
+            num_threads=threads,
+            experimental_op_resolver_type=resolver,
+        )
+    except ValueError as error:
+        raise ValueError(f"not a TFLite model: {error}") from error
+    runner.allocate_tensors()
+    return runner
+
+
 class TFLiteClassifier:
     """Logits from a (float or int8) `.tflite` model; int8 inputs and outputs are quantised
     and dequantised with the model's own scales."""
@@ -13,8 +37,6 @@ class TFLiteClassifier:
     def __init__(
         self, model_bytes, threads=1, reference_kernels=False, source="model", xnnpack=False
     ):
-        from asc_keras.quantize.convert import interpreter
-
         self.source = source
         try:
             self.runner = interpreter(model_bytes, reference_kernels, threads, xnnpack)

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from asc_keras.errors import UserError
+from asc_keras.evaluation.tflite import interpreter
 
 # Tensor types an int8 model may carry: int8 activations and weights, int32 biases and
 # shape / axis operands.
@@ -38,30 +39,6 @@ def convert(model, representative=None, int8=True):
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     return converter.convert()
-
-
-def interpreter(model_bytes, reference_kernels=False, threads=1, xnnpack=False):
-    """A LiteRT interpreter with its builtin op kernels. `reference_kernels` selects the plain
-    reference kernels, the ones TFLite Micro's kernels are checked against; `xnnpack` adds
-    the XNNPACK delegate, as LiteRT ships by default (for speed measurements)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    if reference_kernels:
-        resolver = OpResolverType.BUILTIN_REF
-    elif xnnpack:
-        resolver = OpResolverType.AUTO
-    else:
-        resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    try:
-        runner = Interpreter(
-            model_content=bytes(model_bytes),
-            num_threads=threads,
-            experimental_op_resolver_type=resolver,
-        )
-    except ValueError as error:
-        raise ValueError(f"not a TFLite model: {error}") from error
-    runner.allocate_tensors()
-    return runner
 
 
 def op_table(model_bytes):

@@ -18,7 +18,11 @@ import numpy as np  # noqa: E402
 
 from asc_keras import cli  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
-from asc_keras.data.pipeline import make_dataset, steps_per_epoch  # noqa: E402
+from asc_keras.data.pipeline import (  # noqa: E402
+    Splits,  # noqa: E402
+    make_dataset,
+    steps_per_epoch,
+)
 from asc_keras.distill import load_logits  # noqa: E402
 from asc_keras.evaluation import device_report, format_reports  # noqa: E402
 from asc_keras.evaluation.report import write_report  # noqa: E402
@@ -29,7 +33,6 @@ from asc_keras.quantize.c_array import write_c_array  # noqa: E402
 from asc_keras.quantize.convert import check_int8, convert  # noqa: E402
 from asc_keras.quantize.micro import check_micro  # noqa: E402
 from asc_keras.quantize.twin import build_twin  # noqa: E402
-from asc_keras.recipe import Splits  # noqa: E402
 from asc_keras.run_folder import RunLock, die_with_parent  # noqa: E402
 from asc_keras.utils import atomic_write_bytes, atomic_write_text  # noqa: E402
 

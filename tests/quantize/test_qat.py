@@ -32,7 +32,8 @@ after = [np.array(v) for bn in qat.batch_norm_layers(calibrated) for v in bn.non
 low, high = (float(calibrated.layers[1].weights[i].numpy()) for i in (0, 1))
 # The converted QAT model holds exactly the Keras parameters with BatchNorm folded.
 from asc_keras.complexity import count_model, count_tflite, folded_param_count
-from asc_keras.quantize.convert import convert, interpreter, op_table
+from asc_keras.evaluation.tflite import interpreter
+from asc_keras.quantize.convert import convert, op_table
 from tools.check_int8_variants import randomize_normalization
 sm2 = ds_flexinet("sm2")
 # Normalisation weights drawn apart: the converter shares equal constants, which count once.
