@@ -11,6 +11,8 @@ import math
 
 import keras
 
+from asc_keras.layers import ResidualNorm
+
 # DCASE 2022-2024 Task 1 limits.
 MAX_PARAM_BYTES = 128_000
 MAX_MACS = 30_000_000
@@ -120,7 +122,7 @@ def _count_layer(layer, input_shape, rows, prefix=""):
         params = sum(_size(w) for w in layer.weights)
         positions = _spatial_positions(output_shape)
         macs = positions * (_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel))
-    elif isinstance(layer, _NORMALIZATIONS) or type(layer).__name__ == "ResidualNorm":
+    elif isinstance(layer, (*_NORMALIZATIONS, ResidualNorm)):
         params = sum(_size(w) for w in layer.trainable_weights)
         macs = 0
     elif isinstance(layer, _FREE_LAYERS) and not layer.weights:

@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from asc_keras.distill.distiller import Distiller
 from asc_keras.distribution import Distribution, scaled_learning_rate, unsynchronized_batch_norm
 from asc_keras.errors import UserError
 from asc_keras.utils import atomic_path, atomic_write_text
@@ -185,7 +186,7 @@ def fit_stage(
                 f"continue it, or choose another --out"
             )
     # A Distiller brings its own loss (compute_loss); a plain classifier learns the labels.
-    distilling = hasattr(model, "student")
+    distilling = isinstance(model, Distiller)
     # Weighted: the zero-weight clips that pad a data_parallel evaluation batch never count.
     loss = keras.losses.SparseCategoricalCrossentropy(
         from_logits=True, reduction="mean_with_sample_weight"

@@ -7,6 +7,7 @@ TensorFlow ops: MEAN, SUB, MUL, RSQRT, ADD, all of which TFLite Micro runs in in
 package imports tf_keras.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -142,7 +143,7 @@ def build_twin(model):
     pairs = []
 
     def make(layer, name):
-        if type(layer).__name__ == "Dense":
+        if isinstance(layer, keras.layers.Dense):
             return _dense_as_convolution(layer, name, pairs)
         twin = _twin_layer(layer, name)
         pairs.append((twin, layer))
@@ -151,7 +152,7 @@ def build_twin(model):
     tensors = {}
     inputs = tf_keras.Input(model.input_shape[1:], name=model.layers[0].name)
     for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
+        if isinstance(layer, keras.layers.InputLayer):
             tensors[id(layer.output)] = inputs
             continue
         sources = layer.input if isinstance(layer.input, list) else [layer.input]
@@ -171,7 +172,7 @@ def build_twin(model):
     twin = tf_keras.Model(inputs, tensors[id(model.output)], name=f"{model.name}_twin")
     for twin_layer, layer in pairs:
         weights = [np.asarray(w) for w in layer.get_weights()]
-        if type(layer).__name__ == "Dense":
+        if isinstance(layer, keras.layers.Dense):
             weights[0] = weights[0].reshape(1, 1, *weights[0].shape)
         twin_layer.set_weights(weights)
     return twin
