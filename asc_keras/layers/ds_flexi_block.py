@@ -5,9 +5,9 @@ BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
 
 
-def batch_norm(name):
+def batch_norm(name, dtype=None):
     return keras.layers.BatchNormalization(
-        momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON, name=name
+        momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON, name=name, dtype=dtype
     )
 
 
@@ -53,31 +53,36 @@ class DSFlexiBlock(keras.layers.Layer):
     def build(self, input_shape):
         in_channels = input_shape[-1]
         hidden = in_channels * self.expansion
+        policy = self.dtype_policy  # sublayers compute as the block does (mixed precision)
         self.residual_path = [
-            keras.layers.Conv2D(hidden, 1, use_bias=False, name="expand"),
-            batch_norm("expand_bn"),
-            keras.layers.ReLU(name="expand_relu"),
+            keras.layers.Conv2D(hidden, 1, use_bias=False, name="expand", dtype=policy),
+            batch_norm("expand_bn", policy),
+            keras.layers.ReLU(name="expand_relu", dtype=policy),
             keras.layers.DepthwiseConv2D(
                 self.kernel_size,
                 strides=self.strides,
                 padding="same",
                 use_bias=False,
                 name="depthwise",
+                dtype=policy,
             ),
-            batch_norm("depthwise_bn"),
-            keras.layers.ReLU(name="depthwise_relu"),
-            keras.layers.Conv2D(self.filters, 1, use_bias=False, name="project"),
-            batch_norm("project_bn"),
+            batch_norm("depthwise_bn", policy),
+            keras.layers.ReLU(name="depthwise_relu", dtype=policy),
+            keras.layers.Conv2D(self.filters, 1, use_bias=False, name="project", dtype=policy),
+            batch_norm("project_bn", policy),
         ]
         self.shortcut_path = []
         if self.strides != (1, 1):
-            self.shortcut_path.append(
-                keras.layers.AveragePooling2D(self.strides, padding="same", name="shortcut_pool")
+            pool = keras.layers.AveragePooling2D(
+                self.strides, padding="same", name="shortcut_pool", dtype=policy
             )
+            self.shortcut_path.append(pool)
         if self.strides != (1, 1) or in_channels != self.filters:
             self.shortcut_path += [
-                keras.layers.Conv2D(self.filters, 1, use_bias=False, name="shortcut_conv"),
-                batch_norm("shortcut_bn"),
+                keras.layers.Conv2D(
+                    self.filters, 1, use_bias=False, name="shortcut_conv", dtype=policy
+                ),
+                batch_norm("shortcut_bn", policy),
             ]
         for path in (self.residual_path, self.shortcut_path):
             shape = input_shape
@@ -89,15 +94,12 @@ class DSFlexiBlock(keras.layers.Layer):
         """The two branches whose outputs are added, each a list of layers applied in order."""
         return [self.residual_path, self.shortcut_path]
 
-    def call(self, inputs, training=None):
+    def call(self, inputs):
         branches = []
         for path in self.sequential_paths():
             x = inputs
             for layer in path:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    x = layer(x, training=training)
-                else:
-                    x = layer(x)
+                x = layer(x)  # Keras passes `training` on to the BatchNorms
             branches.append(x)
         return branches[0] + branches[1]
 

@@ -51,3 +51,22 @@ def test_parameter_count_by_hand():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="strides=\\(3, 3\\)"):
         DSFlexiBlock(8, strides=3)
+
+
+def test_training_reaches_the_batch_norms_and_mixed_precision_reaches_every_sublayer():
+    x = np.random.default_rng(0).normal(3.0, 2.0, (4, 8, 8, 6)).astype("float32")
+    block = DSFlexiBlock(filters=12, expansion=2, strides=2)
+    block(x, training=False)
+    bn = block.residual_path[1]
+    before = keras.ops.convert_to_numpy(bn.moving_mean)
+    block(x, training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bn.moving_mean), before)
+    block(x, training=True)
+    assert not np.allclose(keras.ops.convert_to_numpy(bn.moving_mean), before)
+
+    mixed = DSFlexiBlock(filters=12, expansion=2, strides=2, dtype="mixed_float16")
+    y = mixed(x)
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    for layer in mixed.residual_path + mixed.shortcut_path:
+        assert layer.dtype_policy.name == "mixed_float16", layer.name
+        assert all(w.dtype == "float32" for w in layer.weights), layer.name  # variables stay
