@@ -27,8 +27,8 @@ from asc_keras.data.pipeline import (
     describe_impulse_responses,
     impulse_response_folder,
     make_dataset,
-    resolve_data_root,
     steps_per_epoch,
+    with_data_root,
 )
 from asc_keras.data.tau22 import CLASSES, DatasetError
 from asc_keras.distill import (
@@ -66,14 +66,7 @@ def evaluate_model(model, splits, config, split="evaluate"):
 
 
 def train_classifier(
-    config,
-    stage_dir,
-    splits,
-    data_root=None,
-    resume=False,
-    teacher=None,
-    verbose=1,
-    distribution=None,
+    config, stage_dir, splits, *, resume=False, teacher=None, verbose=1, distribution=None
 ):
     """Trains config.model on the training split (distilled from `teacher` logits if given);
     returns the trained Keras model (the student), as a plain single-device model."""
@@ -102,7 +95,7 @@ def train_classifier(
             )
     steps = steps_per_epoch(splits.train, config.training.batch_size)
     if verbose:
-        print(describe_impulse_responses(config, splits.train, data_root))
+        print(describe_impulse_responses(config, splits.train))
     # The waveforms become a tf.Variable here, outside any strategy scope: every input
     # pipeline reads the same host copy instead of one mirrored per replica.
     splits.train.as_tensor()
@@ -115,7 +108,6 @@ def train_classifier(
                 teacher_logits=teacher,
                 training=True,
                 batch_size=batch_size,
-                data_root=data_root,
                 first_epoch=first_epoch,
                 epochs=config.training.epochs,
                 shard=shard,
@@ -192,7 +184,7 @@ def check_paths(config, config_path=None):
 
 
 def teacher_stage(
-    config, teacher_config, run_dir, splits, data_root, resume, verbose, distribution=None
+    config, teacher_config, run_dir, splits, *, resume=False, verbose=1, distribution=None
 ):
     """Trains config.teachers.train_count teachers with `teacher_config`; returns their
     logit files. Teachers train under the student config's distribution."""
@@ -220,16 +212,16 @@ def teacher_stage(
             f"== teacher {index + 1}/{teachers.train_count} ({seeded.model.architecture}, "
             f"seed {seeded.training.seed})"
         )
-        train_teacher(seeded, stage_dir, splits, data_root, resume, verbose, distribution)
+        train_teacher(
+            seeded, stage_dir, splits, resume=resume, verbose=verbose, distribution=distribution
+        )
     return files
 
 
-def train_teacher(
-    config, stage_dir, splits, data_root=None, resume=False, verbose=1, distribution=None
-):
+def train_teacher(config, stage_dir, splits, *, resume=False, verbose=1, distribution=None):
     """Trains one teacher and writes `logits.npz` for every clip of both splits."""
     model = train_classifier(
-        config, stage_dir, splits, data_root, resume, verbose=verbose, distribution=distribution
+        config, stage_dir, splits, resume=resume, verbose=verbose, distribution=distribution
     )
     filenames = splits.train.filenames + splits.evaluate.filenames
     logits = np.concatenate(
@@ -269,16 +261,17 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
     if not distribution.is_chief:
         distribution.shared_run_dir = run_dir
         run_dir = distribution.worker_run_dir()
-    root = resolve_data_root(config, data_root).resolve()
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
+    config = with_data_root(config, data_root)
     with locked_run_folder(config, run_dir) as lock:
         page = RunPage(run_dir, config_path, data_root) if distribution.is_chief else None
-        return _run_stages(
-            config, run_dir, config_path, root, resume, verbose, distribution, lock, page
-        )
+        stages = dict(resume=resume, verbose=verbose, distribution=distribution)
+        return _run_stages(config, run_dir, config_path, stages, lock, page)
 
 
-def _run_stages(config, run_dir, config_path, root, resume, verbose, distribution, lock, page):
+def _run_stages(config, run_dir, config_path, stages, lock, page):
+    """The stages in order; `stages` holds the keyword arguments every training stage takes
+    (resume, verbose, distribution)."""
+    distribution, verbose = stages["distribution"], stages["verbose"]
     teacher_config = check_paths(config, config_path)
     splits = Splits.open(config)
     summary = {"run_dir": str(run_dir), "reports": {}}
@@ -287,9 +280,7 @@ def _run_stages(config, run_dir, config_path, root, resume, verbose, distributio
     teacher, teacher_reports = None, {}
     if config.distillation.enabled:
         logit_files = [Path(f) for f in config.teachers.logit_files]
-        logit_files += teacher_stage(
-            config, teacher_config, run_dir, splits, root, resume, verbose, distribution
-        )
+        logit_files += teacher_stage(config, teacher_config, run_dir, splits, **stages)
         if not logit_files:
             raise ConfigError(
                 f"{config_path or 'config'}: distillation.enabled needs teachers.logit_files "
@@ -305,23 +296,12 @@ def _run_stages(config, run_dir, config_path, root, resume, verbose, distributio
     title = f"Float student on {config.data.eval_split}: accuracy (%) per device"
     source = f"distilled from {config.teachers.fusion} logits" if teacher else "labels only"
     print(f"== student {config.model.variant} ({source})")
-    student = train_classifier(
-        config, run_dir / "student", splits, root, resume, teacher, verbose, distribution
-    )
+    student = train_classifier(config, run_dir / "student", splits, teacher=teacher, **stages)
     reports = {"student": evaluate_model(student, splits, config)}
     show(title, reports)
     if teacher is not None and config.distillation.compare_without_teacher:
         print(f"== student {config.model.variant} without a teacher (comparison)")
-        alone = train_classifier(
-            config,
-            run_dir / "student-no-teacher",
-            splits,
-            root,
-            resume,
-            None,
-            verbose,
-            distribution,
-        )
+        alone = train_classifier(config, run_dir / "student-no-teacher", splits, **stages)
         reports["student, no teacher"] = evaluate_model(alone, splits, config)
         show(title, reports)
     summary["reports"] = reports

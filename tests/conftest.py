@@ -12,6 +12,17 @@ import yaml  # noqa: E402
 from tests.helpers import kill_every_stage_then_resume, train_command, wait_for  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`make test` runs two workers), the tests of the one tiny recipe run
+    share a worker, and so do the multi-process distribution tests (they would compete for
+    the same cores and ports)."""
+    for item in items:
+        if "tiny_recipe" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("tiny_recipe"))
+        elif item.path.name == "test_distribution.py":
+            item.add_marker(pytest.mark.xdist_group("distribution"))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)

@@ -99,7 +99,7 @@ def test_predict_writes_a_dcase_submission_and_reports_unreadable_files(
     done = run_predict(run / "quantized" / "model_int8.tflite", inputs["folder"], "-o", out)
     assert done.returncode == 1, done.stderr  # one file could not be read
     assert "cannot classify" in done.stderr and "broken.wav" in done.stderr
-    assert "5 files (14 windows) classified" in done.stdout  # 10 s -> 10 windows
+    assert "5 clips (14 windows) classified" in done.stdout  # 10 s -> 10 windows
     rows = check_submission(out)
     assert sorted(r["filename"] for r in rows) == sorted(
         str(inputs["folder"] / name)

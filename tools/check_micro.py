@@ -31,10 +31,11 @@ def main(argv=None):
     shape = TFLiteClassifier(model_bytes, source=str(path)).input_shape
     if args.config:
         from asc_keras.config import load_config
-        from asc_keras.data.pipeline import make_dataset, open_split
+        from asc_keras.data.pipeline import make_dataset, open_split, with_data_root
 
         config = load_config(args.config)
-        cache = open_split(config, config.data.eval_split, args.data_root)
+        config = with_data_root(config, args.data_root)
+        cache = open_split(config, config.data.eval_split)
         batches = make_dataset(cache, config, batch_size=args.inputs).take(1)
         inputs = np.asarray(next(iter(batches))[0])
     else:

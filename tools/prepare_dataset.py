@@ -9,7 +9,7 @@ os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native 
 
 from asc_keras import cli  # noqa: E402
 from asc_keras.config import Config, load_config  # noqa: E402
-from asc_keras.data.pipeline import open_split  # noqa: E402
+from asc_keras.data.pipeline import open_split, with_data_root  # noqa: E402
 
 
 def main(argv=None):
@@ -22,9 +22,9 @@ def main(argv=None):
     )
     parser.add_argument("--split", action="append", help="split(s) to cache; default: the config's")
     args = parser.parse_args(argv)
-    config = load_config(args.config) if args.config else Config()
+    config = with_data_root(load_config(args.config) if args.config else Config(), args.data_root)
     for split in args.split or [config.data.train_split, config.data.eval_split]:
-        cache = open_split(config, split, args.data_root)
+        cache = open_split(config, split)
         print(
             f"{split}: {len(cache)} clips at {cache.sample_rate} Hz, "
             f"mean energy {cache.mean_energy:.3f}"

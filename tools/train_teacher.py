@@ -13,7 +13,7 @@ from asc_keras import cli  # noqa: E402
 from asc_keras.config import load_config  # noqa: E402
 from asc_keras.data.pipeline import (
     Splits,  # noqa: E402
-    resolve_data_root,  # noqa: E402
+    with_data_root,  # noqa: E402
 )
 from asc_keras.recipe import train_teacher  # noqa: E402
 from asc_keras.run_folder import locked_run_folder  # noqa: E402
@@ -30,11 +30,10 @@ def main(argv=None):
     config = load_config(args.config)
     if args.seed is not None:
         config.training = dataclasses.replace(config.training, seed=args.seed)
-    root = resolve_data_root(config, args.data_root).resolve()
-    config.data = dataclasses.replace(config.data, root=str(root))
+    config = with_data_root(config, args.data_root)
     out = Path(args.out or f"runs/{Path(args.config).stem}-seed{config.training.seed}")
     with locked_run_folder(config, out):
-        path = train_teacher(config, out, Splits.open(config), root, args.resume)
+        path = train_teacher(config, out, Splits.open(config), resume=args.resume)
     print(f"teacher logits: {path}")
     return 0
 

@@ -13,7 +13,7 @@ import numpy as np
 from asc_keras import cli
 from asc_keras.audio import feature_shape
 from asc_keras.config import load_config
-from asc_keras.data.pipeline import make_dataset, open_split
+from asc_keras.data.pipeline import make_dataset, open_split, with_data_root
 from asc_keras.data.tau22 import CLASSES
 from asc_keras.errors import UserError
 from asc_keras.evaluation import device_report, format_reports
@@ -56,7 +56,7 @@ def main(argv=None):
     config = load_config(args.config)
     predict = load_classifier(args.model, feature_shape(config), config.model.num_classes)
     split = args.split or config.data.eval_split
-    cache = open_split(config, split, args.data_root)
+    cache = open_split(with_data_root(config, args.data_root), split)
     logits = predict(make_dataset(cache, config, batch_size=config.training.batch_size))
     report = device_report(
         [r.label for r in cache.records], logits, np.array([r.device for r in cache.records])

@@ -3,11 +3,9 @@
 python tools/fuse_teachers.py a.npz b.npz --method fused -o fused.npz --config configs/sm2.yaml
 """
 
-import dataclasses
-
 from asc_keras import cli
 from asc_keras.config import Config, load_config
-from asc_keras.data.pipeline import Splits, resolve_data_root
+from asc_keras.data.pipeline import Splits, with_data_root
 from asc_keras.distill import load_logits
 from asc_keras.distill.fusion import fusion_report
 from asc_keras.evaluation import format_reports
@@ -22,9 +20,7 @@ def main(argv=None):
     parser.add_argument("--data-root", help="dataset folder with meta.csv")
     args = parser.parse_args(argv)
     config = load_config(args.config) if args.config else Config()
-    config.data = dataclasses.replace(
-        config.data, root=str(resolve_data_root(config, args.data_root))
-    )
+    config = with_data_root(config, args.data_root)
     teachers = [load_logits(path, root=config.data.root) for path in args.logits]
     splits = Splits.open(config)
     fused, reports = fusion_report(teachers, splits)

@@ -144,8 +144,8 @@ def main(argv=None):
         errors_path.unlink()  # from an earlier run: it would describe files not in this output
     windows = sum(len(p.windows) for p in predictions)
     print(
-        f"{len(predictions)} files ({windows} windows) classified in {seconds:.1f} s: "
-        f"{len(predictions) / max(seconds, 1e-9):.1f} files/s; wrote {out}"
+        f"{len(predictions)} clips ({windows} windows) classified in {seconds:.1f} s: "
+        f"{len(predictions) / max(seconds, 1e-9):.1f} clips/s; wrote {out}"
         + (f"; {len(errors)} could not be read (see {errors_path})" if errors else "")
     )
     return 1 if errors else 0

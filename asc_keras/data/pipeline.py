@@ -30,9 +30,17 @@ def resolve_data_root(config, data_root=None):
     return root
 
 
-def open_split(config, split, data_root=None, progress=True):
+def with_data_root(config, data_root=None):
+    """`config` with data.root resolved, once, at the command line: `data_root` (--data-root),
+    else the config's, else ASC_DATA_ROOT, made absolute. Everything below reads
+    config.data.root."""
+    root = resolve_data_root(config, data_root).resolve()
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
+
+
+def open_split(config, split, progress=True):
     """The waveform cache of `split`, prepared first if needed (see tools/prepare_dataset.py)."""
-    root = resolve_data_root(config, data_root)
+    root = resolve_data_root(config)
     cache_root = config.data.cache_dir or root / "asc_keras_cache"
     return prepare_cache(
         root,
@@ -44,7 +52,7 @@ def open_split(config, split, data_root=None, progress=True):
     )
 
 
-def impulse_response_folder(config, data_root=None):
+def impulse_response_folder(config):
     """The DIR / ADIR impulse-response folder of `config` (None when DIR is off); a relative
     augment.dir.folder lies under the dataset root."""
     dir_config = config.augment.dir
@@ -53,7 +61,7 @@ def impulse_response_folder(config, data_root=None):
     if not dir_config.folder:
         raise ConfigError("augment.dir.enabled needs augment.dir.folder (the impulse responses)")
     folder = Path(dir_config.folder)
-    return folder if folder.is_absolute() else resolve_data_root(config, data_root) / folder
+    return folder if folder.is_absolute() else resolve_data_root(config) / folder
 
 
 def resolve_energy_threshold(dir_config, train_cache):
@@ -63,9 +71,9 @@ def resolve_energy_threshold(dir_config, train_cache):
     return dir_config.energy_threshold
 
 
-def describe_impulse_responses(config, train_cache, data_root=None):
+def describe_impulse_responses(config, train_cache):
     """One line: whether DIR / ADIR runs, on which devices, from where, and tau as used."""
-    folder = impulse_response_folder(config, data_root)
+    folder = impulse_response_folder(config)
     if folder is None:
         return "DIR: off"
     dir_config = config.augment.dir
@@ -94,11 +102,11 @@ def _aligned_teacher_logits(teacher_logits, cache, num_classes):
 class Augmenter:
     """The training-time augmentations of a config, applied to one batch at a time."""
 
-    def __init__(self, config, cache, data_root=None):
+    def __init__(self, config, cache):
         self.config = config.augment
         dir_config = self.config.dir
         self.responses = None
-        folder = impulse_response_folder(config, data_root)
+        folder = impulse_response_folder(config)
         if folder is not None:
             samples = cache.waveforms.shape[1]
             self.responses = augment.ImpulseResponses(
@@ -173,7 +181,6 @@ def make_dataset(
     training=False,
     batch_size=None,
     seed=None,
-    data_root=None,
     first_epoch=0,
     epochs=None,
     shard=None,
@@ -195,11 +202,10 @@ def make_dataset(
         training: shuffle, augment and drop each epoch's last incomplete batch.
         batch_size: defaults to config.training.batch_size.
         seed: defaults to config.training.seed.
-        data_root: overrides config.data.root.
         first_epoch, epochs: the epochs a training dataset covers, [first_epoch, epochs).
         shard: a training `Shard` (distributed training); `batch_size` stays the global batch.
     """
-    cache = split if isinstance(split, WaveformCache) else open_split(config, split, data_root)
+    cache = split if isinstance(split, WaveformCache) else open_split(config, split)
     batch_size = batch_size or config.training.batch_size
     seed = config.training.seed if seed is None else seed
     if shard is not None and batch_size % (shard.count * shard.replicas):
@@ -212,7 +218,7 @@ def make_dataset(
         raise DatasetError("this split has no labels (the test split); it cannot be trained on")
     if teacher_logits is not None:
         teacher_logits = _aligned_teacher_logits(teacher_logits, cache, config.model.num_classes)
-    augmenter = Augmenter(config, cache, data_root) if training else None
+    augmenter = Augmenter(config, cache) if training else None
     frontend = LogMel(config.frontend, cache.sample_rate)
     waveforms = cache.as_tensor()
 
