@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 DEMO_DATA ?= data/synthetic
 DEMO_RUN ?= runs/demo
 PYTEST_ARGS ?=
+# Two pytest-xdist workers per backend (tests/conftest.py keeps the tiny recipe run's tests,
+# and the multi-process distribution tests, each on one worker).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 .PHONY: demo test lint clean
 
@@ -33,9 +37,9 @@ lint: $(VENV)/.installed-test
 # One pytest process per Keras backend: the backend is fixed at the first `import keras`.
 # Backend-independent tests (data, front end, configs) run once, in the TensorFlow process.
 test: $(VENV)/.installed-test lint
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q $(PYTEST_ARGS)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m multi_backend $(PYTEST_ARGS)
-	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -m multi_backend $(PYTEST_ARGS)
+	KERAS_BACKEND=tensorflow $(PYTEST) $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(PYTEST) -m multi_backend $(PYTEST_ARGS)
+	KERAS_BACKEND=torch $(PYTEST) -m multi_backend $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

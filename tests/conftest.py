@@ -11,16 +11,30 @@ import yaml  # noqa: E402
 
 from tests.helpers import kill_every_stage_then_resume, train_command, wait_for  # noqa: E402
 
+# `make test` runs two pytest-xdist workers. Tests that share the one tiny recipe run go to
+# one worker (else each worker would train it), and so do the multi-process distribution
+# tests (they would compete for the same cores and ports); every other test is dealt out
+# one at a time.
+WORKER_GROUPS = {
+    "test_end_to_end.py": "tiny_recipe",
+    "test_fault_injection.py": "tiny_recipe",
+    "test_predict.py": "tiny_recipe",
+    "test_distribution.py": "distribution",
+}
 
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`make test` runs two workers), the tests of the one tiny recipe run
-    share a worker, and so do the multi-process distribution tests (they would compete for
-    the same cores and ports)."""
-    for item in items:
-        if "tiny_recipe" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("tiny_recipe"))
-        elif item.path.name == "test_distribution.py":
-            item.add_marker(pytest.mark.xdist_group("distribution"))
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # plain pytest: one process, nothing to schedule
+    LoadScopeScheduling = None
+
+if LoadScopeScheduling is not None:
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return WORKER_GROUPS.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1], nodeid)
+
+    def pytest_xdist_make_scheduler(config, log):
+        return GroupScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
