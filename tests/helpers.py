@@ -2,6 +2,7 @@
 KerasHub's `run_layer_test`), and running tools/train.py as a user would."""
 
 import html.parser
+import json
 import os
 import re
 import signal
@@ -18,8 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 NATIVE_PREFIXES = ("I0000", "W0000", "E0000", "WARNING: All log messages before absl")
 
 
-def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape, tmp_path):
-    """Build, call, config round trip, `.keras` round trip and one training step of a layer."""
+def run_layer_test(
+    layer_cls,
+    init_kwargs,
+    input_shape,
+    expected_output_shape,
+    tmp_path,
+    expected_weights=None,
+):
+    """Build, weight counts, symbolic call, call, config and JSON round trips, a mixed-precision
+    call, one training step and a `.keras` round trip of a layer. `expected_weights` is
+    (trainable, non-trainable) variable counts after the build."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=input_shape).astype("float32")
 
@@ -28,6 +38,27 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape, t
     assert y.shape == tuple(expected_output_shape)
     assert tuple(layer.compute_output_shape(input_shape)) == tuple(expected_output_shape)
     assert np.all(np.isfinite(y))
+    if expected_weights is not None:
+        counts = (len(layer.trainable_weights), len(layer.non_trainable_weights))
+        assert counts == tuple(expected_weights), counts
+
+    # A symbolic call (unknown batch) gives the shape compute_output_shape promises.
+    symbolic = layer_cls(**init_kwargs)(keras.Input(input_shape[1:]))
+    assert tuple(symbolic.shape) == (None, *expected_output_shape[1:])
+
+    # JSON round trip of the serialized layer, as a saved model's config goes through.
+    text = json.dumps(keras.saving.serialize_keras_object(layer))
+    revived = keras.saving.deserialize_keras_object(json.loads(text))
+    assert type(revived) is layer_cls and revived.get_config() == layer.get_config()
+
+    # Mixed precision: float16 compute, float32 variables.
+    mixed = layer_cls(**init_kwargs, dtype="mixed_float16")
+    out = mixed(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "float16"
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in mixed.weights)
+    reference = mixed_reference(mixed, layer_cls, init_kwargs, x)
+    got = keras.ops.convert_to_numpy(out).astype("float32")
+    np.testing.assert_allclose(got, reference, rtol=0.05, atol=0.05)
 
     # Config round trip: a layer rebuilt from its config with the same weights computes the same.
     config = layer.get_config()
@@ -55,6 +86,14 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape, t
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     return layer
+
+
+def mixed_reference(mixed, layer_cls, init_kwargs, x):
+    """The float32 layer's output with `mixed`'s weights (float16 rounding is the only change)."""
+    layer = layer_cls(**init_kwargs)
+    layer(x)
+    layer.set_weights(mixed.get_weights())
+    return keras.ops.convert_to_numpy(layer(x))
 
 
 def train_command(config, out, *flags):

@@ -9,16 +9,16 @@ pytestmark = pytest.mark.multi_backend
 
 
 @pytest.mark.parametrize(
-    "kwargs, input_shape, output_shape",
-    [
-        ({"filters": 8, "expansion": 3, "strides": (1, 1)}, (2, 16, 8, 8), (2, 16, 8, 8)),
-        ({"filters": 12, "expansion": 2, "strides": (2, 2)}, (2, 16, 8, 8), (2, 8, 4, 12)),
-        ({"filters": 6, "expansion": 4, "strides": (1, 1)}, (2, 9, 5, 4), (2, 9, 5, 6)),
-        ({"filters": 4, "expansion": 2, "strides": (2, 2)}, (2, 9, 5, 4), (2, 5, 3, 4)),
+    "kwargs, input_shape, output_shape, weights",
+    [  # weights: 3 convs + 3 BNs (+ 1 conv + 1 BN in a projection shortcut)
+        ({"filters": 8, "expansion": 3, "strides": (1, 1)}, (2, 16, 8, 8), (2, 16, 8, 8), (9, 6)),
+        ({"filters": 12, "expansion": 2, "strides": (2, 2)}, (2, 16, 8, 8), (2, 8, 4, 12), (12, 8)),
+        ({"filters": 6, "expansion": 4, "strides": (1, 1)}, (2, 9, 5, 4), (2, 9, 5, 6), (12, 8)),
+        ({"filters": 4, "expansion": 2, "strides": (2, 2)}, (2, 9, 5, 4), (2, 5, 3, 4), (12, 8)),
     ],
 )
-def test_layer_contract(kwargs, input_shape, output_shape, tmp_path):
-    run_layer_test(DSFlexiBlock, kwargs, input_shape, output_shape, tmp_path)
+def test_layer_contract(kwargs, input_shape, output_shape, weights, tmp_path):
+    run_layer_test(DSFlexiBlock, kwargs, input_shape, output_shape, tmp_path, weights)
 
 
 def test_identity_shortcut_when_shape_is_kept():
