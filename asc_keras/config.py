@@ -54,7 +54,10 @@ class DataConfig:
 
 @dataclasses.dataclass
 class FrontEndConfig:
-    """Log-mel settings; the defaults are the paper's (CP-JKU DCASE23 front end)."""
+    """Log-mel settings; the defaults are the paper's (32 kHz, 4096-point FFT, 3072-sample
+    window, hop 500, 256 mel bins). Not CP-JKU's DCASE23 front end, which adds pre-emphasis,
+    Kaldi mel banks and another normalisation: their logits carry over, their checkpoints
+    do not."""
 
     n_fft: int = _count(4096)
     win_length: int = _count(3072)  # at most n_fft

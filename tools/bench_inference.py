@@ -29,6 +29,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 
 from asc_keras import cli  # noqa: E402
+from asc_keras.models import NORMS  # noqa: E402
 
 
 def median_seconds(call, reps, warmup=10):
@@ -117,7 +118,7 @@ def build_models(variant, norm, run):
 def main(argv=None):
     parser = cli.argument_parser(__doc__)
     parser.add_argument("--variant", default="sm2")
-    parser.add_argument("--norm", default="residual", choices=["residual", "batch", "none"])
+    parser.add_argument("--norm", default="residual", choices=NORMS)
     parser.add_argument("--run", help="a tools/train.py run folder with its quantized models")
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=256)

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs
+
 WORKER_STEPS = 5
 
 
@@ -81,13 +83,15 @@ def thread_environment(kind, threads):
 
 
 def main(argv=None):
+    from asc_keras.models import NORMS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="sm2")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
-    parser.add_argument("--norm", default="residual", choices=["residual", "batch", "none"])
+    parser.add_argument("--norm", default="residual", choices=NORMS)
     parser.add_argument(
         "--jit", default="auto", choices=["auto", "on", "off"], help="Keras compile(jit_compile)"
     )

@@ -64,7 +64,3 @@ def ds_flexinet_torch(variant="sm2", num_classes=10):
         layers.append(ResidualNorm())
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
-
-
-def count_parameters(model):
-    return sum(p.numel() for p in model.parameters())

@@ -31,7 +31,7 @@ class LogMel:
     `win_length` centred in `n_fft`), librosa's mel filterbank (Slaney scale and area
     normalisation unless `htk`), natural log.
 
-    Reference: paper section III-B; DESIGN.md "Front end".
+    Reference: paper section III-B.
 
     `jit_compile` runs it as one XLA computation (the default, and the fastest on CPU);
     False keeps the plain TensorFlow graph.

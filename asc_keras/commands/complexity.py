@@ -12,7 +12,7 @@ from asc_keras import cli
 from asc_keras.complexity import count_model, variant_report
 from asc_keras.config import load_config
 from asc_keras.errors import UserError
-from asc_keras.models import VARIANTS, ds_flexinet
+from asc_keras.models import NORMS, VARIANTS, ds_flexinet
 from asc_keras.utils import format_table
 
 
@@ -20,7 +20,7 @@ def main(argv=None):
     parser = cli.argument_parser(__doc__)
     parser.add_argument("target", nargs="?", help="a variant name (sm1..sm4) or a YAML config")
     parser.add_argument("--all", action="store_true", help="every variant beside paper Table II")
-    parser.add_argument("--norm", default="residual", choices=["residual", "batch", "none"])
+    parser.add_argument("--norm", default="residual", choices=NORMS)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
 

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-_AXES = {
+REDUCTION_AXES = {
     # Statistics per sample and channel over (frequency, time): the paper's RN (eq. 1-2).
     "channel": (1, 2),
     # Statistics per sample and frequency bin over (time, channel): the QTI / TF-SepNet variant.
@@ -40,15 +40,15 @@ class ResidualNorm(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if axis not in _AXES:
-            raise ValueError(f"ResidualNorm axis={axis!r} is not one of {sorted(_AXES)}")
+        if axis not in REDUCTION_AXES:
+            raise ValueError(f"ResidualNorm axis={axis!r} is not one of {sorted(REDUCTION_AXES)}")
         if epsilon <= 0:
             raise ValueError(f"ResidualNorm epsilon must be > 0, got {epsilon!r}")
         self.axis = axis
         self.epsilon = float(epsilon)
         self.per_channel_lambda = bool(per_channel_lambda)
         self.lambda_init = float(lambda_init)
-        self.reduction_axes = _AXES[axis]
+        self.reduction_axes = REDUCTION_AXES[axis]
 
     def build(self, input_shape):
         if len(input_shape) != 4:

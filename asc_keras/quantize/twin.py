@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-_AXES = {"channel": (1, 2), "frequency": (2, 3)}
+from asc_keras.layers.residual_norm import REDUCTION_AXES
 
 
 class TwinResidualNorm(tf_keras.layers.Layer):
@@ -34,7 +34,7 @@ class TwinResidualNorm(tf_keras.layers.Layer):
         def inner(name, tensor):
             return self.quantize_inner(name, tensor, training)
 
-        axes = _AXES[self.axis]
+        axes = REDUCTION_AXES[self.axis]
         mean = inner("mean", tf.reduce_mean(inputs, axes, keepdims=True, name="mean"))
         centered = inner("centered", tf.subtract(inputs, mean, name="centered"))
         # (x - mean) squared by a MUL of the int8 centred tensor, not SQUARED_DIFFERENCE:

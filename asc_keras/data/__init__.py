@@ -1,0 +1,1 @@
+"""The TAU22 dataset: reader, waveform cache, augmentations, tf.data pipeline, synthetic data."""
