@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from asc_keras.layers import DSFlexiBlock
 from asc_keras.models import NORMS, VARIANTS, ds_flexinet
 
 pytestmark = pytest.mark.multi_backend
@@ -63,3 +64,25 @@ def test_other_input_shapes_and_class_counts():
 def test_bad_arguments_name_the_value_and_the_valid_ones(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ds_flexinet(**kwargs)
+
+
+def test_sm2_under_mixed_precision_computes_in_float16_and_keeps_the_logits():
+    x = np.random.default_rng(5).normal(-5, 2, (4, 256, 64, 1)).astype("float32")
+    reference = ds_flexinet("sm2")
+    expected = keras.ops.convert_to_numpy(reference(x, training=False))
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = ds_flexinet("sm2")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    blocks = [layer for layer in mixed.layers if isinstance(layer, DSFlexiBlock)]
+    assert blocks and all(b.compute_dtype == "float16" for b in blocks)
+    inner = [sub for b in blocks for sub in b.residual_path + b.shortcut_path]
+    assert all(sub.compute_dtype == "float16" for sub in inner)
+    probe = keras.Model(mixed.input, blocks[-1].output)
+    assert keras.backend.standardize_dtype(probe(x).dtype) == "float16"
+    got = keras.ops.convert_to_numpy(mixed(x, training=False)).astype("float32")
+    # float16 rounding through about 20 layers: within 5 % of the logits' range (seen: 2-3 %).
+    scale = np.abs(expected).max()
+    assert np.abs(got - expected).max() <= 0.05 * scale, (np.abs(got - expected).max(), scale)
