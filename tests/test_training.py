@@ -180,9 +180,13 @@ def test_the_distillation_verdict_says_whether_the_teachers_helped():
 
 
 def test_the_model_takes_the_shape_the_front_end_config_gives(tmp_path, synthetic_root):
+    """n_mels 128 (and hop 640) through training, int8 conversion and evaluation."""
+    import json
+
     import keras
 
     from asc_keras.config import load_config
+    from asc_keras.evaluation.tflite import TFLiteClassifier
     from asc_keras.inference import Classifier
     from asc_keras.recipe import run_training
 
@@ -192,10 +196,21 @@ def test_the_model_takes_the_shape_the_front_end_config_gives(tmp_path, syntheti
         tmp_path / "cache",
         frontend={"n_mels": 128, "hop_length": 640},
         training={"epochs": 1},
-        quantization={"enabled": False},
+        quantization={
+            "epochs": 1,
+            "freeze_epochs": 0,
+            "representative_batches": 1,
+            "micro_check_inputs": 2,
+        },
     )
-    run_training(load_config(config), tmp_path / "run", verbose=0)
-    student = keras.saving.load_model(tmp_path / "run" / "student" / "last.keras")
+    run = tmp_path / "run"
+    summary = run_training(load_config(config), run, verbose=0)
+    student = keras.saving.load_model(run / "student" / "last.keras")
     assert student.input_shape == (None, 128, 50, 1)  # 32000 samples // 640
-    model = Classifier(tmp_path / "run" / "student" / "last.keras")  # the run's config.yaml
+    int8 = TFLiteClassifier((run / "quantized" / "model_int8.tflite").read_bytes())
+    assert int8.input_shape == (128, 50, 1)
+    assert summary["quantized"]["micro"]["mismatched_outputs"] == 0
+    report = json.loads((run / "quantized" / "report_int8.json").read_text())
+    assert report["clips"] == 90  # the evaluate split, through the 128-bin front end
+    model = Classifier(run / "quantized" / "model_int8.tflite")  # the run's config.yaml
     assert model.probabilities(np.zeros((3, 32000), "float32")).shape == (3, 10)
