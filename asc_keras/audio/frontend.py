@@ -76,7 +76,7 @@ class LogMel:
             self.mel_blocks.append((int(low), int(high), tf.constant(block[low:high])))
         # XLA fuses the padding, framing, windowing and power spectrum around the FFT: on
         # 2 CPU cores the front end runs ~1.8x faster inside tf.data than the plain graph
-        # (README, Performance). One compilation per input shape; the result is the same
+        # (docs/performance.md). One compilation per input shape; the result is the same
         # within 1e-6.
         self._log_mel = tf.function(self._log_mel, jit_compile=jit_compile, autograph=False)
 

@@ -38,7 +38,7 @@ class TwinResidualNorm(tf_keras.layers.Layer):
         mean = inner("mean", tf.reduce_mean(inputs, axes, keepdims=True, name="mean"))
         centered = inner("centered", tf.subtract(inputs, mean, name="centered"))
         # (x - mean) squared by a MUL of the int8 centred tensor, not SQUARED_DIFFERENCE:
-        # XNNPACK runs int8 SUB and MUL but not SQUARED_DIFFERENCE (README, Performance).
+        # XNNPACK runs int8 SUB and MUL but not SQUARED_DIFFERENCE (docs/performance.md).
         squared = inner("squared", tf.multiply(centered, centered, name="squared"))
         variance = inner("variance", tf.reduce_mean(squared, axes, keepdims=True, name="variance"))
         # (No quantizer on variance + epsilon: the converter gives that ADD the variance's range,
