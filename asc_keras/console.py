@@ -82,7 +82,8 @@ _filter = None
 
 def is_tool():
     """Whether this process is one of the project's tools (see the module's doc)."""
-    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    argv = getattr(sys, "argv", None) or [""]  # embedded interpreters may have no argv
+    script = os.path.basename(argv[0] or "")
     return os.environ.get("ASC_KERAS_TOOL") == "1" or script.startswith("asc-keras-")
 
 

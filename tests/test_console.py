@@ -96,3 +96,15 @@ def test_console_scripts_are_installed_and_quiet():
     assert not [line for line in done.stderr.splitlines() if line.startswith(NATIVE_PREFIXES)]
     for name in ("train", "predict", "evaluate", "fuse-teachers"):
         assert (Path(sys.executable).parent / f"asc-keras-{name}").is_file(), name
+
+
+def test_tools_are_known_by_their_flag_or_their_console_script_name(monkeypatch):
+    from asc_keras import console
+
+    monkeypatch.delenv("ASC_KERAS_TOOL", raising=False)
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/asc-keras-predict", "model.tflite"])
+    assert console.is_tool()
+    monkeypatch.setattr(sys, "argv", ["my_notebook.py"])
+    assert not console.is_tool()  # a library user's stderr is left alone
+    monkeypatch.setenv("ASC_KERAS_TOOL", "1")
+    assert console.is_tool()
