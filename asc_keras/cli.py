@@ -41,6 +41,24 @@ def run(main):
         sys.exit(130)
 
 
+def load_keras(path):
+    """A `.keras` model; a clear error when it is missing or cannot be loaded."""
+    from pathlib import Path
+
+    import keras
+
+    import asc_keras  # noqa: F401  (registers the layers the file names)
+    from asc_keras.errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model file {str(path)!r} does not exist")
+    try:
+        return keras.saving.load_model(path)
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path}: not a loadable .keras model: {error}") from error
+
+
 def read_tflite(path):
     """The bytes of a `.tflite` file; a clear error when it is missing or not a TFLite model."""
     from pathlib import Path

@@ -21,6 +21,7 @@ import numpy as np
 
 from asc_keras.audio import LogMel, feature_shape, load_audio
 from asc_keras.audio.io import AudioError, fix_length
+from asc_keras.cli import load_keras, read_tflite
 from asc_keras.config import load_config
 from asc_keras.data.cache import STORED
 from asc_keras.data.tau22 import CLASSES, DEVICES
@@ -56,17 +57,12 @@ class Classifier:
             raise UserError(f"model file {str(self.path)!r} does not exist")
         suffix = self.path.suffix
         if suffix == ".tflite":
-            from asc_keras.cli import read_tflite
             from asc_keras.evaluation.tflite import TFLiteClassifier
 
             self.model = TFLiteClassifier(read_tflite(self.path), source=str(self.path))
             shape, self._run = self.model.input_shape, self.model.predict
         elif suffix == ".keras":
-            import keras
-
-            import asc_keras  # noqa: F401  (registers the layers the file names)
-
-            self.model = keras.saving.load_model(self.path)
+            self.model = load_keras(self.path)
             shape = tuple(self.model.input_shape[1:])
             self._run = lambda x: np.asarray(self.model.predict_on_batch(x))
         else:

@@ -32,12 +32,7 @@ def load_classifier(path, input_shape, num_classes):
     if not path.is_file():
         raise UserError(f"model file {str(path)!r} does not exist")
     if path.suffix == ".keras":
-        import keras
-
-        try:
-            model = keras.saving.load_model(path)
-        except (ValueError, OSError) as error:
-            raise UserError(f"{path}: not a loadable .keras model: {error}") from error
+        model = cli.load_keras(path)
         check_model_io(
             path, model.input_shape[1:], model.output_shape[-1], input_shape, num_classes
         )
