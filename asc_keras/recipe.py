@@ -96,9 +96,11 @@ def train_classifier(
     steps = steps_per_epoch(splits.train, config.training.batch_size)
     if verbose:
         print(describe_impulse_responses(config, splits.train))
-    # The waveforms become a tf.Variable here, outside any strategy scope: every input
-    # pipeline reads the same host copy instead of one mirrored per replica.
-    splits.train.as_tensor()
+    # In memory, the waveforms become a tf.Variable here, outside any strategy scope: every
+    # input pipeline reads the same host copy instead of one mirrored per replica.
+    reader = splits.train.reader(config.data.memory_budget_gb)
+    if verbose:
+        print(f"training split: {reader.how}")
 
     def train_dataset(first_epoch):
         return distribution.training_dataset(
@@ -119,9 +121,9 @@ def train_classifier(
     fit_stage(
         trainee,
         train_dataset,
-        steps,
-        config,
-        stage_dir,
+        steps=steps,
+        config=config,
+        stage_dir=stage_dir,
         validation=validation,
         resume=resume,
         export=lambda m: getattr(m, "student", m),
@@ -265,10 +267,12 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
     with locked_run_folder(config, run_dir) as lock:
         page = RunPage(run_dir, config_path, data_root) if distribution.is_chief else None
         stages = dict(resume=resume, verbose=verbose, distribution=distribution)
-        return _run_stages(config, run_dir, config_path, stages, lock, page)
+        return _run_stages(
+            config, run_dir, config_path=config_path, stages=stages, lock=lock, page=page
+        )
 
 
-def _run_stages(config, run_dir, config_path, stages, lock, page):
+def _run_stages(config, run_dir, *, config_path, stages, lock, page):
     """The stages in order; `stages` holds the keyword arguments every training stage takes
     (resume, verbose, distribution)."""
     distribution, verbose = stages["distribution"], stages["verbose"]

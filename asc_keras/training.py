@@ -106,14 +106,46 @@ def valid_checkpoints(directory):
 
 
 class Checkpointer(keras.callbacks.Callback):
-    """Saves weights (model and optimiser) and training state atomically after every epoch."""
+    """Saves weights (model and optimiser) and training state atomically after every epoch,
+    and restores the newest complete checkpoint, as Keras' `BackupAndRestore` does.
 
-    def __init__(self, stage_dir, history=None, keep=2):
+    It writes into `stage_dir`/checkpoints and restores from `source_dir`/checkpoints (the
+    same folder, except on the workers of a multi-worker run, which write to a scratch
+    folder and resume from the chief's checkpoints).
+    """
+
+    def __init__(self, stage_dir, keep=2, source_dir=None):
         super().__init__()
         self.stage_dir = Path(stage_dir)
         self.directory = self.stage_dir / "checkpoints"
-        self.history = list(history or [])
+        self.source = Path(source_dir or stage_dir) / "checkpoints"
+        self.history = []
         self.keep = keep
+
+    def restore(self, model, stage_name, resume=False, distribution=None):
+        """Loads the newest complete checkpoint into `model` (compiled) and returns the epoch
+        to continue from: 0 for a new stage. A stage with checkpoints continues only with
+        `resume`; without it, `TrainingError` says so and nothing is touched."""
+        if self.source.is_dir() and any(self.source.iterdir()) and not resume:
+            raise TrainingError(
+                f"{stage_name} holds an unfinished training stage; rerun with --resume to "
+                f"continue it, or choose another --out"
+            )
+        checkpoints = valid_checkpoints(self.source)
+        if not checkpoints:
+            return 0
+        epoch, state, weights = checkpoints[0]
+        with (distribution or Distribution()).scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(weights)
+        self.history = state["history"]
+        print(f"resuming {Path(stage_name).name} from epoch {epoch} ({weights.name})")
+        return epoch
+
+    @property
+    def best(self):
+        """The best val_accuracy of the history so far (-inf when none)."""
+        return max((row.get("val_accuracy", -np.inf) for row in self.history), default=-np.inf)
 
     def on_epoch_end(self, epoch, logs=None):
         self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
@@ -148,9 +180,25 @@ class BestModel(keras.callbacks.Callback):
             save_model(self.to_save(self.model), self.path)
 
 
+def compile_stage(model, training, steps, distribution):
+    """Compiles `model` for a stage: a Distiller brings its own loss (compute_loss), a plain
+    classifier learns the labels. Weighted: the zero-weight clips that pad a data_parallel
+    evaluation batch never count."""
+    loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight"
+    )
+    with distribution.scope():
+        model.compile(
+            optimizer=build_optimizer(training, steps),
+            loss=None if isinstance(model, Distiller) else loss,
+            weighted_metrics=["accuracy"],
+        )
+
+
 def fit_stage(
     model,
     train_dataset,
+    *,
     steps,
     config,
     stage_dir,
@@ -172,68 +220,44 @@ def fit_stage(
     """
     distribution = distribution or Distribution()
     stage_dir = Path(stage_dir)
-    checkpoint_dir = distribution.chief_path(stage_dir) / "checkpoints"
     learning_rate, how = scaled_learning_rate(config)
     training = dataclasses.replace(config.training, learning_rate=learning_rate)
     if verbose:
         print(f"{distribution.describe(training.batch_size)}; {how}")
         print(describe_schedule(training, steps))
-    checkpoints = valid_checkpoints(checkpoint_dir)
-    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()):
-        if not resume:
-            raise TrainingError(
-                f"{stage_dir} holds an unfinished training stage; rerun with --resume to "
-                f"continue it, or choose another --out"
-            )
-    # A Distiller brings its own loss (compute_loss); a plain classifier learns the labels.
-    distilling = isinstance(model, Distiller)
-    # Weighted: the zero-weight clips that pad a data_parallel evaluation batch never count.
-    loss = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, reduction="mean_with_sample_weight"
-    )
-    with distribution.scope():
-        model.compile(
-            optimizer=build_optimizer(training, steps),
-            loss=None if distilling else loss,
-            weighted_metrics=["accuracy"],
-        )
-    history, first_epoch, best = [], 0, -np.inf
-    if checkpoints:
-        first_epoch, state, weights = checkpoints[0]
-        with distribution.scope():
-            model.optimizer.build(model.trainable_variables)
-            model.load_weights(weights)
-        history = state["history"]
-        best = max((row.get("val_accuracy", -np.inf) for row in history), default=-np.inf)
-        print(f"resuming {stage_dir.name} from epoch {first_epoch} ({weights.name})")
-    if first_epoch >= training.epochs:
-        return history
+    compile_stage(model, training, steps, distribution)
     # Every worker saves (saving can run collective ops that all workers must join), but
     # only the chief into the stage folder: the others into a scratch folder, removed after.
     write_dir = stage_dir if distribution.is_chief else Path(tempfile.mkdtemp(prefix="worker-"))
-    checkpointer = Checkpointer(write_dir, history)
-    callbacks = [
-        *extra_callbacks,
-        checkpointer,
-        BestModel(write_dir / "best.keras", export, best=best),
-        keras.callbacks.TensorBoard(str(write_dir / "tensorboard")),
-    ]
-    validate = validation is not None and training.validate_every > 0
-    batches = train_dataset(first_epoch)  # outside the scope: its tensors are not mirrored
-    distribution.prepare_fit(model)
-    with distribution.scope():
-        model.fit(
-            batches,
-            epochs=training.epochs,
-            initial_epoch=first_epoch,
-            steps_per_epoch=steps,
-            validation_data=distribution.evaluation_dataset(validation) if validate else None,
-            validation_freq=training.validate_every if validate else 1,
-            callbacks=callbacks,
-            shuffle=False,  # the dataset shuffles itself, per epoch
-            verbose=verbose,
-        )
-    save_model(export(model), write_dir / "last.keras")
-    if write_dir != stage_dir:
-        shutil.rmtree(write_dir, ignore_errors=True)
+    try:
+        checkpointer = Checkpointer(write_dir, source_dir=distribution.chief_path(stage_dir))
+        first_epoch = checkpointer.restore(model, stage_dir, resume, distribution)
+        if first_epoch < training.epochs:
+            callbacks = [
+                *extra_callbacks,
+                checkpointer,
+                BestModel(write_dir / "best.keras", export, best=checkpointer.best),
+                keras.callbacks.TensorBoard(str(write_dir / "tensorboard")),
+            ]
+            validate = validation is not None and training.validate_every > 0
+            batches = train_dataset(first_epoch)  # outside the scope: not mirrored
+            distribution.prepare_fit(model)
+            with distribution.scope():
+                model.fit(
+                    batches,
+                    epochs=training.epochs,
+                    initial_epoch=first_epoch,
+                    steps_per_epoch=steps,
+                    validation_data=distribution.evaluation_dataset(validation)
+                    if validate
+                    else None,
+                    validation_freq=training.validate_every if validate else 1,
+                    callbacks=callbacks,
+                    shuffle=False,  # the dataset shuffles itself, per epoch
+                    verbose=verbose,
+                )
+            save_model(export(model), write_dir / "last.keras")
+    finally:
+        if write_dir != stage_dir:
+            shutil.rmtree(write_dir, ignore_errors=True)
     return checkpointer.history

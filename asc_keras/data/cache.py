@@ -17,6 +17,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -53,6 +54,19 @@ class WaveformCache:
     def filenames(self):
         return [r.filename for r in self.records]
 
+    @property
+    def nbytes(self):
+        """Bytes of the waveforms as float16, as the in-memory path holds them."""
+        return int(np.prod(self.waveforms.shape)) * np.dtype(STORED).itemsize
+
+    def reader(self, memory_budget_gb=None):
+        """The `WaveformReader` of this cache, chosen once: in memory when its waveforms fit
+        `memory_budget_gb` (None: half the memory available now), else streamed from the
+        memory-mapped file. Caches made in memory (`from_arrays`) are always in memory."""
+        if getattr(self, "_reader", None) is None:
+            self._reader = WaveformReader.choose(self, memory_budget_gb)
+        return self._reader
+
     def as_tensor(self):
         """The waveforms as one non-trainable float16 `tf.Variable`, made once per cache.
 
@@ -75,6 +89,92 @@ class WaveformCache:
 
     def __len__(self):
         return len(self.records)
+
+
+def available_memory_bytes():
+    """The memory the kernel says new allocations can get (MemAvailable), in bytes."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def _gigabytes(count):
+    return f"{count / 1e9:.2f} GB"
+
+
+@dataclasses.dataclass
+class WaveformReader:
+    """Where tf.data reads a cache's rows from, with TensorFlow ops only (no Python, no GIL).
+
+    In memory: one float16 `tf.Variable` (`WaveformCache.as_tensor`), 64 KB per clip; while
+    it is filled TensorFlow holds a second copy, so loading needs twice the cache's size.
+    Streamed: each batch maps `waveforms.npy` read-only (TensorFlow's ImmutableConst op, an
+    mmap of the whole file) and gathers its rows; the mapping is dropped with the batch and
+    the page cache serves repeated reads. The first batch of a pipeline costs a one-time
+    transient of about the file's size (TensorFlow reads the region once when it first runs
+    the op; measured by tools/bench_scale.py), after which the process holds only the
+    batches in flight. Both paths give the same float16 values, hence identical batches.
+    """
+
+    cache: WaveformCache
+    streaming: bool
+    how: str  # one line: which path and why
+    file_bytes: int = 0  # of waveforms.npy, when streaming
+
+    @classmethod
+    def choose(cls, cache, memory_budget_gb=None):
+        need = 2 * cache.nbytes  # a second copy while the variable is filled
+        mapped = isinstance(cache.waveforms, np.memmap) and cache.waveforms.filename
+        if memory_budget_gb is None:
+            budget = available_memory_bytes() // 2
+            source = "half the memory available now; set data.memory_budget_gb to choose"
+        else:
+            budget = int(memory_budget_gb * 1e9)
+            source = "data.memory_budget_gb"
+        size = f"{_gigabytes(cache.nbytes)}, {_gigabytes(need)} while loading"
+        if not mapped or need <= budget:
+            # Made now, eagerly: never inside a traced tf.data function.
+            cache.as_tensor()
+        if not mapped:
+            return cls(cache, False, f"waveforms in memory ({size}; not a file cache)")
+        if need <= budget:
+            how = f"{size}, within the {_gigabytes(budget)} budget: {source}"
+            return cls(cache, False, f"waveforms in memory ({how})")
+        how = (
+            f"streamed from {cache.waveforms.filename} (in memory they would need {size}, "
+            f"above the {_gigabytes(budget)} budget: {source})"
+        )
+        return cls(cache, True, f"waveforms {how}", os.path.getsize(cache.waveforms.filename))
+
+    def gather(self, index):
+        """float16 rows `index` (a 1-D int64 tensor) of the cache, (len(index), samples)."""
+        import tensorflow as tf
+
+        if not self.streaming:
+            return tf.gather(self.cache.as_tensor(), index)
+        from tensorflow.python.ops import gen_array_ops
+
+        waveforms = self.cache.waveforms
+        item = np.dtype(STORED).itemsize
+        samples = waveforms.shape[1]
+        # The whole file as a 2-D int16 tensor of equal blocks: the .npy header (a multiple
+        # of 64 bytes) is its first blocks, then the rows, fixed-length, in order; a block
+        # divides both, so a clip is `samples / block` consecutive blocks. Gathering blocks
+        # is a memcpy each, and the rows are bitcast to float16 after the gather.
+        block = math.gcd(waveforms.offset // item, samples, self.file_bytes // item)
+        per_clip = samples // block
+        blocks = gen_array_ops.immutable_const(
+            dtype=tf.int16,
+            shape=[self.file_bytes // item // block, block],
+            memory_region_name=str(waveforms.filename),
+        )
+        first = waveforms.offset // item // block + index * per_clip
+        rows = tf.gather(blocks, first[:, None] + tf.range(per_clip, dtype=tf.int64)[None, :])
+        return tf.bitcast(tf.reshape(rows, [-1, samples]), tf.float16)
 
 
 def file_stats(root, records):
@@ -136,7 +236,7 @@ def cache_directory(cache_root, split, sample_rate):
     return Path(cache_root) / f"{split}-{sample_rate}hz"
 
 
-def _write_records(path, records):
+def write_records(path, records):
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f, delimiter="\t")
         writer.writerow([field.name for field in dataclasses.fields(Record)])
@@ -209,7 +309,16 @@ def prepare_cache(
         ):
             return open_cache(directory)
         return _build_cache(
-            root, split, directory, records, stats, key, sample_rate, duration, workers, progress
+            root,
+            split,
+            directory,
+            records=records,
+            stats=stats,
+            key=key,
+            sample_rate=sample_rate,
+            duration=duration,
+            workers=workers,
+            progress=progress,
         )
 
 
@@ -228,7 +337,7 @@ def _finished(directory, key, describe_change=None):
 
 
 def _build_cache(
-    root, split, directory, records, stats, key, sample_rate, duration, workers, progress
+    root, split, directory, *, records, stats, key, sample_rate, duration, workers, progress
 ):
     manifest_path = directory / "manifest.json"
     samples = int(round(sample_rate * duration))
@@ -265,7 +374,7 @@ def _build_cache(
     ]
     del waveforms
     os.replace(partial, directory / "waveforms.npy")
-    _write_records(directory / "records.tsv", records)
+    write_records(directory / "records.tsv", records)
     _write_stats(directory / "files.tsv", records, stats)
     manifest = {
         "format": CACHE_FORMAT,

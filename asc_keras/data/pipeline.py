@@ -177,6 +177,7 @@ def steps_per_epoch(cache, batch_size):
 def make_dataset(
     split,
     config,
+    *,
     teacher_logits=None,
     training=False,
     batch_size=None,
@@ -192,6 +193,8 @@ def make_dataset(
     else without end): each epoch a fresh shuffle with augmentation, its randomness drawn
     from (seed, epoch) alone, so a run resumed at epoch k sees exactly the batches an
     uninterrupted run would. Pass `steps_per_epoch(cache, batch_size)` to `model.fit`.
+    The waveforms are held in memory or streamed from the cache file as
+    `WaveformCache.reader` chooses (data.memory_budget_gb); the batches are the same.
 
     Args:
         split: a split name ("train", "evaluate", "split25", ...) or a `WaveformCache`.
@@ -218,12 +221,72 @@ def make_dataset(
         raise DatasetError("this split has no labels (the test split); it cannot be trained on")
     if teacher_logits is not None:
         teacher_logits = _aligned_teacher_logits(teacher_logits, cache, config.model.num_classes)
-    augmenter = Augmenter(config, cache) if training else None
+    if training:
+        steps = steps_per_epoch(cache, batch_size)
+        plan = _training_plan(
+            len(cache),
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            first_epoch=first_epoch,
+            epochs=epochs,
+            shard=shard,
+        )
+    else:
+        plan = _evaluation_plan(len(cache), batch_size)
+    load = _batch_loader(
+        config,
+        cache,
+        labels=labels,
+        teacher_logits=teacher_logits,
+        augmenter=Augmenter(config, cache) if training else None,
+    )
+    dataset = plan.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _evaluation_plan(clips, batch_size):
+    """(index, seed) per batch: the split once, in order (the seeds are unused)."""
+    indices = tf.data.Dataset.range(clips).batch(batch_size)
+    return indices.map(lambda index: (index, tf.zeros([2], tf.int64)))
+
+
+def _training_plan(clips, *, steps, batch_size, seed, first_epoch, epochs, shard):
+    """(index, seed) per batch of epochs [first_epoch, epochs): each epoch's order and
+    augmentation seeds drawn from (seed, epoch) alone; under a `shard`, this pipeline's
+    slice of every global batch, as `replicas` consecutive per-replica batches."""
+
+    def epoch_batches(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order_seed, batch_seeds = augment.split_seed(epoch_seed, 2)
+        order = tf.argsort(tf.random.stateless_uniform([clips], order_seed))
+        index = tf.reshape(tf.cast(order[: steps * batch_size], tf.int64), [steps, batch_size])
+        count = steps
+        if shard is not None and (shard.count, shard.replicas) != (1, 1):
+            width = batch_size // shard.count
+            index = index[:, shard.index * width : (shard.index + 1) * width]
+            count = steps * shard.replicas
+            index = tf.reshape(index, [count, width // shard.replicas])
+            batch_seeds = augment.split_seed(batch_seeds, shard.count)[shard.index]
+        seeds = tf.random.experimental.stateless_split(batch_seeds, num=count)
+        return tf.data.Dataset.from_tensor_slices((index, seeds))
+
+    epoch_numbers = (
+        tf.data.Dataset.counter(first_epoch)
+        if epochs is None
+        else tf.data.Dataset.range(first_epoch, epochs)
+    )
+    return epoch_numbers.flat_map(epoch_batches)
+
+
+def _batch_loader(config, cache, *, labels, teacher_logits, augmenter):
+    """The tf.data map from (index, seed) to (features, targets): rows of the cache, waveform
+    augmentations, log-mel, feature augmentations."""
+    reader = cache.reader(config.data.memory_budget_gb)
     frontend = LogMel(config.frontend, cache.sample_rate)
-    waveforms = cache.as_tensor()
 
     def load(index, batch_seed):
-        batch = tf.cast(tf.gather(waveforms, index), tf.float32)
+        batch = tf.cast(reader.gather(index), tf.float32)
         if augmenter is not None:
             wave_seed, feature_seed = augment.split_seed(batch_seed, 2)
             batch = augmenter.waveforms(batch, index, wave_seed)
@@ -235,35 +298,7 @@ def make_dataset(
             targets = {"label": targets, "teacher_logits": tf.gather(teacher_logits, index)}
         return features, targets
 
-    if not training:
-        indices = tf.data.Dataset.range(len(cache)).batch(batch_size)
-        batches = indices.map(lambda index: (index, tf.zeros([2], tf.int64)))
-    else:
-        steps = steps_per_epoch(cache, batch_size)
-
-        def epoch_batches(epoch):
-            epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
-            order_seed, batch_seeds = augment.split_seed(epoch_seed, 2)
-            order = tf.argsort(tf.random.stateless_uniform([len(cache)], order_seed))
-            index = tf.reshape(tf.cast(order[: steps * batch_size], tf.int64), [steps, batch_size])
-            count = steps
-            if shard is not None and (shard.count, shard.replicas) != (1, 1):
-                width = batch_size // shard.count
-                index = index[:, shard.index * width : (shard.index + 1) * width]
-                count = steps * shard.replicas
-                index = tf.reshape(index, [count, width // shard.replicas])
-                batch_seeds = augment.split_seed(batch_seeds, shard.count)[shard.index]
-            seeds = tf.random.experimental.stateless_split(batch_seeds, num=count)
-            return tf.data.Dataset.from_tensor_slices((index, seeds))
-
-        epoch_numbers = (
-            tf.data.Dataset.counter(first_epoch)
-            if epochs is None
-            else tf.data.Dataset.range(first_epoch, epochs)
-        )
-        batches = epoch_numbers.flat_map(epoch_batches)
-    dataset = batches.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return load
 
 
 @dataclasses.dataclass

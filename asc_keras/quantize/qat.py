@@ -353,6 +353,7 @@ class EpochCheckpoints(tf_keras.callbacks.Callback):
 def fine_tune(
     qat_model,
     train_dataset,
+    *,
     steps,
     quantization,
     distillation,

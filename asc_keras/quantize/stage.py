@@ -47,15 +47,15 @@ def _converted(path, convert_model):
 
 
 def quantize_run(run_dir, verbose=2, student_stage="student"):
+    """QAT, export, checks and evaluation of `run_dir`/`student_stage`/last.keras; returns
+    the summary (read back when the stage already finished)."""
     run_dir = Path(run_dir)
     out = run_dir / "quantized"
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
     config = load_config(run_dir / "config.yaml")
-    quantization = config.quantization
     student = keras.saving.load_model(run_dir / student_stage / "last.keras")
     splits = Splits.open(config, progress=False)
-    train, evaluate = splits.train, splits.evaluate
     teacher_path = run_dir / "teachers" / f"{config.teachers.fusion}.npz"
     # QAT fine-tunes as the student was trained: from the teachers, or on labels alone.
     teacher = (
@@ -65,19 +65,13 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
     )
 
     twin = build_twin(student)
-    probe = np.asarray(next(iter(make_dataset(evaluate, config, batch_size=16)))[0])
-    twin_error = float(
-        np.abs(twin.predict(probe, verbose=0) - student.predict(probe, verbose=0)).max()
-    )
-    if twin_error > 1e-4:
-        raise RuntimeError(f"the tf_keras twin differs from the student by {twin_error}")
+    twin_error = twin_difference(twin, student, splits.evaluate, config)
     representative = [
         np.asarray(x)
         for x, _ in make_dataset(
-            train, config, training=True, seed=config.training.seed + 1, epochs=1
-        ).take(quantization.representative_batches)
+            splits.train, config, training=True, seed=config.training.seed + 1, epochs=1
+        ).take(config.quantization.representative_batches)
     ]
-
     # Written as soon as made: a resumed QAT stage does not convert them again.
     models = {
         "float": _converted(out / "model_float.tflite", lambda: convert(twin, int8=False)),
@@ -86,7 +80,58 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
         ),
     }
     check_int8(models["ptq_int8"], "post-training int8 model")
+    history, models["int8"] = quantization_aware_training(
+        twin,
+        config,
+        splits.train,
+        teacher=teacher,
+        teacher_name=teacher_path.name,
+        representative=representative,
+        checkpoint_dir=out / "qat-checkpoints",
+        verbose=verbose,
+    )
+    ops = check_int8(models["int8"], "QAT int8 model")
+    atomic_write_bytes(out / "model_int8.tflite", models["int8"])
+    write_c_array(models["int8"], out / "model_int8")
 
+    eval_batches = make_dataset(splits.evaluate, config, batch_size=config.training.batch_size)
+    reports = evaluate_models(student, models, eval_batches=eval_batches, splits=splits, out=out)
+    micro_inputs = np.concatenate([np.asarray(x) for x, _ in eval_batches])
+    micro = check_micro(models["int8"], micro_inputs[: config.quantization.micro_check_inputs])
+    summary = {
+        "student": student_stage,
+        "accuracy": {name: r["accuracy"] for name, r in reports.items()},
+        "qat_drop_points": 100
+        * (reports["float Keras"]["accuracy"] - reports["int8 QAT"]["accuracy"]),
+        "ptq_drop_points": 100
+        * (reports["float Keras"]["accuracy"] - reports["int8 PTQ"]["accuracy"]),
+        "int8_ops": ops,
+        "twin_max_difference": twin_error,
+        "micro": micro,
+        "qat_history": history,
+        "reports": reports,
+    }
+    print_summary(summary, config)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def twin_difference(twin, student, evaluate, config, tolerance=1e-4):
+    """The largest difference between the tf_keras twin's and the student's logits on one
+    evaluation batch; a `RuntimeError` above `tolerance`."""
+    probe = np.asarray(next(iter(make_dataset(evaluate, config, batch_size=16)))[0])
+    error = float(np.abs(twin.predict(probe, verbose=0) - student.predict(probe, verbose=0)).max())
+    if error > tolerance:
+        raise RuntimeError(f"the tf_keras twin differs from the student by {error}")
+    return error
+
+
+def quantization_aware_training(
+    twin, config, train, *, teacher, teacher_name, representative, checkpoint_dir, verbose
+):
+    """QAT fine-tuning of the twin (resumable from `checkpoint_dir`), from the teacher
+    logits or the labels; returns (history, the int8 TFLite model)."""
+    quantization = config.quantization
     qat_model = qat.make_qat_model(twin)
     steps = steps_per_epoch(train, config.training.batch_size)
 
@@ -108,26 +153,25 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
     print(
         f"{steps} steps per epoch, learning rate {quantization.learning_rate:g} (constant); "
         f"ranges calibrated on {quantization.representative_batches} training batches; "
-        f"{'distilled from ' + teacher_path.name if teacher is not None else 'labels only'}"
+        f"{'distilled from ' + teacher_name if teacher is not None else 'labels only'}"
     )
     history = qat.fine_tune(
         qat_model,
         train_dataset,
-        steps,
-        quantization,
-        config.distillation,
-        teacher is not None,
-        verbose,
-        checkpoint_dir=out / "qat-checkpoints",
+        steps=steps,
+        quantization=quantization,
+        distillation=config.distillation,
+        with_teacher=teacher is not None,
+        verbose=verbose,
+        checkpoint_dir=checkpoint_dir,
     )
-    models["int8"] = convert(qat_model, representative)
-    ops = check_int8(models["int8"], "QAT int8 model")
+    return history, convert(qat_model, representative)
 
-    atomic_write_bytes(out / "model_int8.tflite", models["int8"])
-    write_c_array(models["int8"], out / "model_int8")
 
+def evaluate_models(student, models, *, eval_batches, splits, out):
+    """Per-device reports of the float Keras student and every TFLite model on the
+    evaluation batches, each TFLite one also written to `out` (JSON and confusion PNG)."""
     labels, devices = splits.labels("evaluate"), splits.devices("evaluate")
-    eval_batches = make_dataset(evaluate, config, batch_size=config.training.batch_size)
     reports = {
         "float Keras": device_report(labels, student.predict(eval_batches, verbose=0), devices)
     }
@@ -136,35 +180,22 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
         logits = TFLiteClassifier(model_bytes, source=name).predict_dataset(eval_batches)
         reports[titles[name]] = device_report(labels, logits, devices)
         write_report(reports[titles[name]], out, f"report_{name}", titles[name])
+    return reports
 
-    micro_inputs = np.concatenate([np.asarray(x) for x, _ in eval_batches])
-    micro = check_micro(models["int8"], micro_inputs[: quantization.micro_check_inputs])
-    summary = {
-        "student": student_stage,
-        "accuracy": {name: r["accuracy"] for name, r in reports.items()},
-        "qat_drop_points": 100
-        * (reports["float Keras"]["accuracy"] - reports["int8 QAT"]["accuracy"]),
-        "ptq_drop_points": 100
-        * (reports["float Keras"]["accuracy"] - reports["int8 PTQ"]["accuracy"]),
-        "int8_ops": ops,
-        "twin_max_difference": twin_error,
-        "micro": micro,
-        "qat_history": history,
-        "reports": reports,
-    }
+
+def print_summary(summary, config):
+    reports, micro = summary["reports"], summary["micro"]
     print(format_reports(reports, title=INT8_TABLE.format(split=config.data.eval_split)))
     print(
         f"accuracy drop, float -> int8: QAT {summary['qat_drop_points']:.2f} points, "
         f"post-training quantization {summary['ptq_drop_points']:.2f} points"
     )
-    print(f"int8 ops: {', '.join(ops)}")
+    print(f"int8 ops: {', '.join(summary['int8_ops'])}")
     print(
         f"TFLite Micro: {micro['inputs']} inputs, {micro['mismatched_outputs']} differ from "
         f"LiteRT reference kernels; arena {micro['arena_bytes']} bytes, model "
         f"{micro['model_bytes']} bytes"
     )
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    return summary
 
 
 def main(argv=None):
