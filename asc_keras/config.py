@@ -50,8 +50,9 @@ class DataConfig:
     eval_split: str = "evaluate"
     sample_rate: int = _count(32000)
     duration: float = _positive(1.0)
-    # Waveforms above this many GB are streamed from the cache file instead of held in
-    # memory (0: always stream); null: half the memory available when training starts.
+    # A split whose waveforms need more than this many GB in memory (twice the cache while
+    # loading) is streamed from the cache file (0: always stream); null: half the memory
+    # available when training starts.
     memory_budget_gb: float | None = _ranged(None, minimum=0)
 
 

@@ -229,34 +229,33 @@ def fit_stage(
     # Every worker saves (saving can run collective ops that all workers must join), but
     # only the chief into the stage folder: the others into a scratch folder, removed after.
     write_dir = stage_dir if distribution.is_chief else Path(tempfile.mkdtemp(prefix="worker-"))
+    checkpointer = Checkpointer(write_dir, source_dir=distribution.chief_path(stage_dir))
     try:
-        checkpointer = Checkpointer(write_dir, source_dir=distribution.chief_path(stage_dir))
         first_epoch = checkpointer.restore(model, stage_dir, resume, distribution)
-        if first_epoch < training.epochs:
-            callbacks = [
-                *extra_callbacks,
-                checkpointer,
-                BestModel(write_dir / "best.keras", export, best=checkpointer.best),
-                keras.callbacks.TensorBoard(str(write_dir / "tensorboard")),
-            ]
-            validate = validation is not None and training.validate_every > 0
-            batches = train_dataset(first_epoch)  # outside the scope: not mirrored
-            distribution.prepare_fit(model)
-            with distribution.scope():
-                model.fit(
-                    batches,
-                    epochs=training.epochs,
-                    initial_epoch=first_epoch,
-                    steps_per_epoch=steps,
-                    validation_data=distribution.evaluation_dataset(validation)
-                    if validate
-                    else None,
-                    validation_freq=training.validate_every if validate else 1,
-                    callbacks=callbacks,
-                    shuffle=False,  # the dataset shuffles itself, per epoch
-                    verbose=verbose,
-                )
-            save_model(export(model), write_dir / "last.keras")
+        if first_epoch >= training.epochs:
+            return checkpointer.history
+        callbacks = [
+            *extra_callbacks,
+            checkpointer,
+            BestModel(write_dir / "best.keras", export, best=checkpointer.best),
+            keras.callbacks.TensorBoard(str(write_dir / "tensorboard")),
+        ]
+        validate = validation is not None and training.validate_every > 0
+        batches = train_dataset(first_epoch)  # outside the scope: its tensors are not mirrored
+        distribution.prepare_fit(model)
+        with distribution.scope():
+            model.fit(
+                batches,
+                epochs=training.epochs,
+                initial_epoch=first_epoch,
+                steps_per_epoch=steps,
+                validation_data=distribution.evaluation_dataset(validation) if validate else None,
+                validation_freq=training.validate_every if validate else 1,
+                callbacks=callbacks,
+                shuffle=False,  # the dataset shuffles itself, per epoch
+                verbose=verbose,
+            )
+        save_model(export(model), write_dir / "last.keras")
     finally:
         if write_dir != stage_dir:
             shutil.rmtree(write_dir, ignore_errors=True)

@@ -75,18 +75,15 @@ def write_noise_cache(directory, clips, seed=0):
         Record(f"audio/bench-{i}-{devices[i]}.wav", i % len(CLASSES), devices[i], "bench", str(i))
         for i in range(clips)
     ]
-    cache.write_records(directory / "records.tsv", records)
-    manifest = {
-        "format": cache.CACHE_FORMAT,
-        "fingerprint": "bench_scale",
-        "split": "train",
-        "clips": clips,
-        "sample_rate": SAMPLES,
-        "duration": 1.0,
-        "samples": SAMPLES,
-        "mean_energy": energy / clips,
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest))
+    cache.finish_cache(
+        directory,
+        records,
+        fingerprint="bench_scale",
+        split="train",
+        sample_rate=SAMPLES,
+        duration=1.0,
+        mean_energy=energy / clips,
+    )
 
 
 def measure_preparation(workdir, clips):

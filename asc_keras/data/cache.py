@@ -60,9 +60,10 @@ class WaveformCache:
         return int(np.prod(self.waveforms.shape)) * np.dtype(STORED).itemsize
 
     def reader(self, memory_budget_gb=None):
-        """The `WaveformReader` of this cache, chosen once: in memory when its waveforms fit
-        `memory_budget_gb` (None: half the memory available now), else streamed from the
-        memory-mapped file. Caches made in memory (`from_arrays`) are always in memory."""
+        """The `WaveformReader` of this cache, chosen once: in memory when loading its
+        waveforms (twice their size) fits `memory_budget_gb` (None: half the memory available
+        now), else streamed from the memory-mapped file. Caches made in memory
+        (`from_arrays`) are always in memory."""
         if getattr(self, "_reader", None) is None:
             self._reader = WaveformReader.choose(self, memory_budget_gb)
         return self._reader
@@ -136,19 +137,18 @@ class WaveformReader:
             budget = int(memory_budget_gb * 1e9)
             source = "data.memory_budget_gb"
         size = f"{_gigabytes(cache.nbytes)}, {_gigabytes(need)} while loading"
-        if not mapped or need <= budget:
-            # Made now, eagerly: never inside a traced tf.data function.
-            cache.as_tensor()
+        if mapped and need > budget:
+            how = (
+                f"streamed from {cache.waveforms.filename} (in memory they would need {size}, "
+                f"above the {_gigabytes(budget)} budget: {source})"
+            )
+            file_bytes = os.path.getsize(cache.waveforms.filename)
+            return cls(cache, True, f"waveforms {how}", file_bytes)
+        cache.as_tensor()  # made now, eagerly: never inside a traced tf.data function
         if not mapped:
             return cls(cache, False, f"waveforms in memory ({size}; not a file cache)")
-        if need <= budget:
-            how = f"{size}, within the {_gigabytes(budget)} budget: {source}"
-            return cls(cache, False, f"waveforms in memory ({how})")
-        how = (
-            f"streamed from {cache.waveforms.filename} (in memory they would need {size}, "
-            f"above the {_gigabytes(budget)} budget: {source})"
-        )
-        return cls(cache, True, f"waveforms {how}", os.path.getsize(cache.waveforms.filename))
+        how = f"{size}, within the {_gigabytes(budget)} budget: {source}"
+        return cls(cache, False, f"waveforms in memory ({how})")
 
     def gather(self, index):
         """float16 rows `index` (a 1-D int64 tensor) of the cache, (len(index), samples)."""
@@ -236,7 +236,7 @@ def cache_directory(cache_root, split, sample_rate):
     return Path(cache_root) / f"{split}-{sample_rate}hz"
 
 
-def write_records(path, records):
+def _write_records(path, records):
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f, delimiter="\t")
         writer.writerow([field.name for field in dataclasses.fields(Record)])
@@ -339,7 +339,6 @@ def _finished(directory, key, describe_change=None):
 def _build_cache(
     root, split, directory, *, records, stats, key, sample_rate, duration, workers, progress
 ):
-    manifest_path = directory / "manifest.json"
     samples = int(round(sample_rate * duration))
     partial = directory / "waveforms.partial.npy"
     progress_path = directory / "progress.json"
@@ -374,18 +373,32 @@ def _build_cache(
     ]
     del waveforms
     os.replace(partial, directory / "waveforms.npy")
-    write_records(directory / "records.tsv", records)
     _write_stats(directory / "files.tsv", records, stats)
+    finish_cache(
+        directory,
+        records,
+        fingerprint=key,
+        split=split,
+        sample_rate=sample_rate,
+        duration=duration,
+        mean_energy=float(np.mean(np.concatenate(energies))),
+    )
+    progress_path.unlink(missing_ok=True)
+    return open_cache(directory)
+
+
+def finish_cache(directory, records, *, fingerprint, split, sample_rate, duration, mean_energy):
+    """Marks the cache folder whose waveforms.npy holds `records` finished: records.tsv,
+    then manifest.json, written last (a folder without it is never read)."""
+    _write_records(directory / "records.tsv", records)
     manifest = {
         "format": CACHE_FORMAT,
-        "fingerprint": key,
+        "fingerprint": fingerprint,
         "split": split,
         "clips": len(records),
         "sample_rate": sample_rate,
         "duration": duration,
-        "samples": samples,
-        "mean_energy": float(np.mean(np.concatenate(energies))),
+        "samples": int(round(sample_rate * duration)),
+        "mean_energy": mean_energy,
     }
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
-    progress_path.unlink(missing_ok=True)
-    return open_cache(directory)
+    atomic_write_text(directory / "manifest.json", json.dumps(manifest, indent=2))
