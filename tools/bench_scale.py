@@ -6,7 +6,7 @@
 For each share of the TAU22 development training split (139,620 one-second clips; 5 %, 25 %,
 100 % as the DCASE24 splits), the tool writes a waveform cache of that many clips directly
 (coloured noise per device in the cache format: no WAVs needed) and, for each waveform path,
-runs in a fresh process:
+runs in a fresh process (the streaming path's per-clip files are written first, timed):
 - pipeline: the sm2 training pipeline of configs/sm2.yaml (ADIR, roll, log-mel, mask,
   Freq-MixStyle) alone: clips/s and peak resident memory (VmHWM);
 - train: sm2 `model.fit` on that pipeline: seconds from opening the cache to the end of the
@@ -15,7 +15,7 @@ runs in a fresh process:
 Cache preparation (decode + resample on every core, as tools/prepare_dataset.py runs it) is
 measured once on `--wav-clips` synthetic 44.1 kHz WAVs. Everything is written under a
 temporary folder in `--workdir` (default: the system's temporary folder; the 100 % cache is
-8.9 GB), removed at the end, also on error or Ctrl-C.
+8.9 GB, and as many again for its per-clip files), removed at the end, also on error or Ctrl-C.
 """
 
 import argparse
@@ -109,6 +109,15 @@ def measure_preparation(workdir, clips):
         rates[workers] = len(cache) / (time.perf_counter() - start)
         shutil.rmtree(cache_root)
     return root, len(cache), rates
+
+
+def time_clip_files(cache_dir):
+    """Seconds to write the streaming path's per-clip files (once per cache)."""
+    from asc_keras.data.cache import write_clip_files
+
+    start = time.perf_counter()
+    write_clip_files(cache_dir, progress=False)
+    return time.perf_counter() - start
 
 
 def child(kind, cache_dir, wav_root, path, steps, batch):
@@ -232,7 +241,10 @@ def main(argv=None):
                 flush=True,
             )
             for path in args.paths:
-                row = {"percent": percent, "clips": clips, "path": path}
+                row = {"percent": percent, "clips": clips, "path": path, "clip_files_s": None}
+                if path == "stream":
+                    row["clip_files_s"] = time_clip_files(cache_dir)
+                    print(f"  per-clip files written in {row['clip_files_s']:.0f} s", flush=True)
                 for kind in ("pipeline", "train"):
                     result = run_child(kind, cache_dir, wav_root, path, args.steps, args.batch)
                     row[kind] = result
@@ -250,7 +262,7 @@ def format_table(rows, batch):
     header = (
         f"{'split':>6} {'clips':>8} {'cache GB':>8} {'path':>7} {'pipeline clips/s':>16} "
         f"{'pipeline peak GB':>16} {'first step s':>12} {'train clips/s':>13} "
-        f"{'train peak GB':>13}"
+        f"{'train peak GB':>13} {'clip files s':>12}"
     )
     lines = [f"sm2, configs/sm2.yaml augmentations, batch {batch}", header]
     for row in rows:
@@ -259,7 +271,8 @@ def format_table(rows, batch):
             f"{row['percent']:>5g}% {row['clips']:>8,} {train['cache_gb']:>8.2f} "
             f"{row['path']:>7} {pipeline['clips_per_s']:>16.0f} "
             f"{pipeline['peak_rss_gb']:>16.2f} {train['first_step_s']:>12.1f} "
-            f"{train['clips_per_s']:>13.0f} {train['peak_rss_gb']:>13.2f}"
+            f"{train['clips_per_s']:>13.0f} {train['peak_rss_gb']:>13.2f} "
+            + (f"{row['clip_files_s']:>12.0f}" if row["clip_files_s"] is not None else f"{'-':>12}")
         )
     return "\n".join(lines)
 

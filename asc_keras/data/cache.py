@@ -4,7 +4,8 @@ A cache folder holds `waveforms.npy` (float16, clips x samples, memory-mapped wh
 `records.tsv` (the clip order), `files.tsv` (size and modification time of every source file)
 and `manifest.json`, written last: a folder without a manifest is unfinished and never read.
 Preparation writes into `waveforms.partial.npy` and records its progress after every chunk, so
-an interrupted run resumes where it stopped.
+an interrupted run resumes where it stopped. A cache that is streamed (too large for the memory
+budget) also gets `clips/`, one headerless float16 file per clip, written once on first use.
 
 The cache's key covers the settings, the file names and labels, and the size and modification
 time of every audio file: a changed, replaced or touched WAV makes the cache stale, and it is
@@ -17,8 +18,8 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ CACHE_FORMAT = 1
 CHUNK = 256
 
 STORED = np.float16  # the sample type on disk: half the size of float32
+CLIPS_PER_FOLDER = 1000  # of the streamed layout, clips/0012/0012345.f16
+CLIP_CHUNK = 1024  # per-clip files written between two progress records
 
 
 @dataclasses.dataclass
@@ -62,7 +65,7 @@ class WaveformCache:
     def reader(self, memory_budget_gb=None):
         """The `WaveformReader` of this cache, chosen once: in memory when loading its
         waveforms (twice their size) fits `memory_budget_gb` (None: half the memory available
-        now), else streamed from the memory-mapped file. Caches made in memory
+        now), else streamed from per-clip files. Caches made in memory
         (`from_arrays`) are always in memory."""
         if getattr(self, "_reader", None) is None:
             self._reader = WaveformReader.choose(self, memory_budget_gb)
@@ -113,21 +116,21 @@ class WaveformReader:
 
     In memory: one float16 `tf.Variable` (`WaveformCache.as_tensor`), 64 KB per clip; while
     it is filled TensorFlow holds a second copy, so loading needs twice the cache's size.
-    Streamed: each batch maps `waveforms.npy` read-only (TensorFlow's ImmutableConst op, an
-    mmap of the whole file) and gathers its rows; the mapping is dropped with the batch and
-    the page cache serves repeated reads. The first batch of a pipeline costs a one-time
-    transient of about the file's size (TensorFlow reads the region once when it first runs
-    the op; measured by tools/bench_scale.py), after which the process holds only the
-    batches in flight. Both paths give the same float16 values, hence identical batches.
+    Streamed: the cache's rows are also written once as one file per clip (`clips/`, see
+    `write_clip_files`) and each batch reads its clips' files (`tf.io.read_file`, served by
+    the page cache after the first epoch): the process holds only the batches in flight.
+    (Mapping `waveforms.npy` instead, with TensorFlow's ImmutableConst op, made the process
+    hold an anonymous copy of the whole file for a moment on its first run.) Both paths give
+    the same float16 values, hence identical batches.
     """
 
     cache: WaveformCache
     streaming: bool
     how: str  # one line: which path and why
-    file_bytes: int = 0  # of waveforms.npy, when streaming
+    clips: Path | None = None  # the per-clip files' folder, when streaming
 
     @classmethod
-    def choose(cls, cache, memory_budget_gb=None):
+    def choose(cls, cache, memory_budget_gb=None, progress=True):
         need = 2 * cache.nbytes  # a second copy while the variable is filled
         mapped = isinstance(cache.waveforms, np.memmap) and cache.waveforms.filename
         if memory_budget_gb is None:
@@ -138,12 +141,12 @@ class WaveformReader:
             source = "data.memory_budget_gb"
         size = f"{_gigabytes(cache.nbytes)}, {_gigabytes(need)} while loading"
         if mapped and need > budget:
+            clips = write_clip_files(Path(cache.waveforms.filename).parent, progress=progress)
             how = (
-                f"streamed from {cache.waveforms.filename} (in memory they would need {size}, "
-                f"above the {_gigabytes(budget)} budget: {source})"
+                f"waveforms streamed from the per-clip files in {clips} (in memory they would "
+                f"need {size}, above the {_gigabytes(budget)} budget: {source})"
             )
-            file_bytes = os.path.getsize(cache.waveforms.filename)
-            return cls(cache, True, f"waveforms {how}", file_bytes)
+            return cls(cache, True, how, clips)
         cache.as_tensor()  # made now, eagerly: never inside a traced tf.data function
         if not mapped:
             return cls(cache, False, f"waveforms in memory ({size}; not a file cache)")
@@ -156,25 +159,81 @@ class WaveformReader:
 
         if not self.streaming:
             return tf.gather(self.cache.as_tensor(), index)
-        from tensorflow.python.ops import gen_array_ops
-
-        waveforms = self.cache.waveforms
-        item = np.dtype(STORED).itemsize
-        samples = waveforms.shape[1]
-        # The whole file as a 2-D int16 tensor of equal blocks: the .npy header (a multiple
-        # of 64 bytes) is its first blocks, then the rows, fixed-length, in order; a block
-        # divides both, so a clip is `samples / block` consecutive blocks. Gathering blocks
-        # is a memcpy each, and the rows are bitcast to float16 after the gather.
-        block = math.gcd(waveforms.offset // item, samples, self.file_bytes // item)
-        per_clip = samples // block
-        blocks = gen_array_ops.immutable_const(
-            dtype=tf.int16,
-            shape=[self.file_bytes // item // block, block],
-            memory_region_name=str(waveforms.filename),
+        names = tf.strings.join(
+            [
+                f"{self.clips}{os.sep}",
+                tf.strings.as_string(index // CLIPS_PER_FOLDER, width=4, fill="0"),
+                os.sep,
+                tf.strings.as_string(index, width=7, fill="0"),
+                ".f16",
+            ]
         )
-        first = waveforms.offset // item // block + index * per_clip
-        rows = tf.gather(blocks, first[:, None] + tf.range(per_clip, dtype=tf.int64)[None, :])
-        return tf.bitcast(tf.reshape(rows, [-1, samples]), tf.float16)
+        contents = tf.map_fn(tf.io.read_file, names, fn_output_signature=tf.string)
+        rows = tf.io.decode_raw(contents, tf.float16, little_endian=True)
+        return tf.reshape(rows, [-1, self.cache.waveforms.shape[1]])
+
+
+def clip_file(clips, index):
+    """The path of clip `index`'s file in a cache's `clips/` folder."""
+    return Path(clips) / f"{index // CLIPS_PER_FOLDER:04d}" / f"{index:07d}.f16"
+
+
+def write_clip_files(directory, progress=True):
+    """Writes the finished cache `directory`'s rows as one file per clip into
+    `directory/clips` (little-endian float16, no header), unless done; returns that folder.
+
+    Written once per cache, under the cache's lock (the workers of a multi-worker run wait
+    for one writer), in chunks with the progress recorded after each, so an interrupted
+    write resumes; `clips/done.json`, written last, carries the cache's fingerprint, so the
+    files of a rebuilt cache are never read. Too little free disk is an error naming the
+    folder, before anything is written.
+    """
+    directory = Path(directory)
+    clips = directory / "clips"
+    key = json.loads((directory / "manifest.json").read_text())["fingerprint"]
+    done_path, progress_path = clips / "done.json", clips / "progress.json"
+
+    def finished():
+        return done_path.is_file() and json.loads(done_path.read_text()).get("fingerprint") == key
+
+    if finished():
+        return clips
+    with writing(clips, "the per-clip files", "set data.cache_dir to a writable folder"):
+        clips.mkdir(exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if finished():
+            return clips
+        waveforms = np.load(directory / "waveforms.npy", mmap_mode="r")
+        done = 0
+        if progress_path.is_file():
+            state = json.loads(progress_path.read_text())
+            done = state["done"] if state.get("fingerprint") == key else 0
+        row_bytes = waveforms.shape[1] * np.dtype(STORED).itemsize
+        needed = (len(waveforms) - done) * row_bytes
+        free = shutil.disk_usage(clips).free
+        if needed > free:
+            raise DatasetError(
+                f"streaming the cache {directory} needs {_gigabytes(needed)} for its per-clip "
+                f"files in {clips}, but only {_gigabytes(free)} is free there; free disk "
+                f"space, set data.cache_dir to a larger disk or raise data.memory_budget_gb"
+            )
+        bar = tqdm(total=len(waveforms), initial=done, desc="per-clip files", disable=not progress)
+        with writing(clips, "the per-clip files", "set data.cache_dir to a writable folder"):
+            for start in range(done, len(waveforms), CLIP_CHUNK):
+                rows = np.asarray(waveforms[start : start + CLIP_CHUNK], dtype="<f2")
+                for offset, row in enumerate(rows):
+                    path = clip_file(clips, start + offset)
+                    path.parent.mkdir(exist_ok=True)
+                    path.write_bytes(row.tobytes())
+                atomic_write_text(
+                    progress_path, json.dumps({"fingerprint": key, "done": start + len(rows)})
+                )
+                bar.update(len(rows))
+            bar.close()
+            atomic_write_text(done_path, json.dumps({"fingerprint": key, "clips": len(waveforms)}))
+            progress_path.unlink(missing_ok=True)
+    return clips
 
 
 def file_stats(root, records):
@@ -347,6 +406,8 @@ def _build_cache(
         state = json.loads(progress_path.read_text())
         if state.get("fingerprint") == key:
             done = state["done"]
+    # The per-clip files of the cache this one replaces are stale (their fingerprint says so).
+    shutil.rmtree(directory / "clips", ignore_errors=True)
     if done:
         waveforms = np.load(partial, mmap_mode="r+")
     else:
