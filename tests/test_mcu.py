@@ -181,6 +181,7 @@ def test_the_firmware_registers_only_the_models_ops(tiny_tflite):
 def test_the_linker_script_gets_the_boards_memory():
     script = firmware.linker_script(firmware.CPUS["cortex-m55"])
     assert "ORIGIN = 0x21000000, LENGTH = 0x400000" in script and "@" not in script
+    assert "CONST (r) : ORIGIN = 0x1000000, LENGTH = 0x200000" in script
 
 
 REPORT = """CALIBRATION 8000000 200000

@@ -10,10 +10,16 @@ on the same inputs. Then it checks that every op is int8 and runs 100 inputs in 
 against LiteRT's reference kernels (exit 1 if any output differs). With --json it also gives
 the TFLite parameter count beside the Keras count with every BatchNorm folded (equal when all
 BatchNorms fold).
+
+Where the Arm toolchain, qemu-system-arm and a TFLite Micro checkout ($ASC_TFLM_DIR or --tflm;
+see tools/mcu.py) are present, each model also runs on an emulated Cortex-M4 with CMSIS-NN
+(--mcu-inputs of the inputs): instructions per inference and whether its outputs equal
+LiteRT's reference kernels. Where they are not, the output says so and why.
 """
 
 import json
 import os
+import sys
 
 os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
@@ -44,7 +50,41 @@ def randomize_normalization(model, seed=0):
             weight.assign(rng.uniform(*low_high, weight.shape).astype("float32"))
 
 
-def check_variant(variant, norm, inputs):
+def mcu_unavailable(tflm):
+    """None when the emulated Cortex-M can run, else why not (one line)."""
+    from asc_keras.mcu.sources import SourcesError, find_tflm, find_tool
+
+    try:
+        find_tool("arm-none-eabi-g++")
+        find_tool("qemu-system-arm")
+        find_tflm(tflm)
+    except SourcesError as error:
+        return str(error)
+    return None
+
+
+def mcu_figures(int8, inputs, tflm):
+    """Instructions per inference and output agreement on an emulated M4 with CMSIS-NN."""
+    from asc_keras.evaluation.tflite import TFLiteClassifier
+    from asc_keras.mcu.measure import measure, quantized_inputs
+
+    classifier = TFLiteClassifier(int8, reference_kernels=True)
+    result = measure(
+        int8,
+        quantized_inputs(classifier, inputs),
+        cpu="cortex-m4",
+        kernels="cmsis-nn",
+        tflm=tflm,
+        log=lambda line: None,
+    )
+    return {
+        "m4_cmsis_nn_instructions": result["instructions"],
+        "m4_cmsis_nn_identical": f"{result['identical_outputs']}/{result['inputs']}",
+        "m4_cmsis_nn_per_op": result["instructions_per_op"],
+    }
+
+
+def check_variant(variant, norm, inputs, mcu_inputs=0, tflm=None):
     from asc_keras.quantize import qat
     from asc_keras.quantize.convert import check_int8, convert
     from asc_keras.quantize.micro import check_micro
@@ -60,6 +100,7 @@ def check_variant(variant, norm, inputs):
     ops = check_int8(int8, f"{variant} ({norm})")
     micro = check_micro(int8, inputs)
     counted = count_model(model)
+    mcu = mcu_figures(int8, inputs[:mcu_inputs], tflm) if mcu_inputs else {}
     return {
         "variant": variant,
         "norm": norm,
@@ -68,6 +109,7 @@ def check_variant(variant, norm, inputs):
         "tflite_params": count_tflite(int8)["params"],
         "ops": ops,
         **micro,
+        **mcu,
     }
 
 
@@ -77,10 +119,16 @@ def main(argv=None):
     parser.add_argument("--norms", nargs="+", default=["residual", "batch"])
     parser.add_argument("--inputs", type=int, default=100)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--mcu-inputs", type=int, default=2, help="0: no emulated Cortex-M")
+    parser.add_argument("--tflm", help="TFLite Micro checkout (default: $ASC_TFLM_DIR)")
     args = parser.parse_args(argv)
     inputs = np.random.default_rng(0).normal(-4.0, 3.0, (args.inputs, 256, 64, 1))
+    why_not = mcu_unavailable(args.tflm) if args.mcu_inputs else "--mcu-inputs 0"
+    mcu_inputs = 0 if why_not else args.mcu_inputs
     rows = [
-        check_variant(v, n, inputs.astype(np.float32)) for v in args.variants for n in args.norms
+        check_variant(v, n, inputs.astype(np.float32), mcu_inputs, args.tflm)
+        for v in args.variants
+        for n in args.norms
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -95,6 +143,11 @@ def main(argv=None):
                 f"{r['arena_bytes'] / 1024:.1f}",
                 f"{r['model_bytes'] / 1024:.1f}",
             ]
+            + (
+                [f"{r['m4_cmsis_nn_instructions'] / 1e6:.1f}", r["m4_cmsis_nn_identical"]]
+                if mcu_inputs
+                else []
+            )
             for r in rows
         ]
         headers = [
@@ -105,8 +158,11 @@ def main(argv=None):
             "Micro = LiteRT ref",
             "arena KiB",
             "model KiB",
-        ]
+        ] + (["M4 CMSIS-NN M instr", "M4 = LiteRT ref"] if mcu_inputs else [])
         print(format_table(headers, table, title="int8 TFLite per variant (QAT path)"))
+    if why_not:
+        where = sys.stderr if args.json else sys.stdout
+        print(f"M4 CMSIS-NN figures: not measured ({why_not})", file=where)
     return 1 if any(r["mismatched_outputs"] for r in rows) else 0
 
 

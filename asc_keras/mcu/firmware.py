@@ -29,16 +29,23 @@ from asc_keras.utils import atomic_write_text
 class Cpu:
     arch: str  # TFLite Micro's TARGET_ARCH (with the FPU)
     machine: str  # QEMU board
-    code: tuple  # (origin, length) of the board memory that holds code and constants
+    code: tuple  # (origin, length) of the board memory for the vector table and code
+    const: tuple  # for constants: the model, the inputs, data's initial values
     ram: tuple  # (origin, length) of its data memory
     mhz: int  # a typical part's clock, for the latency estimate
 
 
 MB = 1 << 20
 CPUS = {
-    "cortex-m4": Cpu("cortex-m4+fp", "mps2-an386", (0x0, 4 * MB), (0x20000000, 4 * MB), 80),
-    "cortex-m7": Cpu("cortex-m7+fp", "mps2-an500", (0x0, 4 * MB), (0x20000000, 4 * MB), 216),
-    "cortex-m55": Cpu("cortex-m55", "mps3-an547", (0x0, MB // 2), (0x21000000, 4 * MB), 160),
+    # MPS2: 4 MB SSRAM from 0 (code, then constants), 4 MB SSRAM at 0x20000000.
+    "cortex-m4": Cpu("cortex-m4+fp", "mps2-an386", (0, MB), (MB, 3 * MB), (0x20000000, 4 * MB), 80),
+    "cortex-m7": Cpu(
+        "cortex-m7+fp", "mps2-an500", (0, MB), (MB, 3 * MB), (0x20000000, 4 * MB), 216
+    ),
+    # MPS3 AN547: 512 KB ITCM from 0, 2 MB SRAM at 0x01000000, 4 MB ISRAM at 0x21000000.
+    "cortex-m55": Cpu(
+        "cortex-m55", "mps3-an547", (0, MB // 2), (0x01000000, 2 * MB), (0x21000000, 4 * MB), 160
+    ),
 }
 KERNELS = {"cmsis-nn": "cmsis_nn", "reference": None}
 ARENA_BYTES = 1 * MB  # reserved in the firmware; what the model uses is reported
@@ -105,6 +112,8 @@ def linker_script(cpu):
     values = {
         "CODE_ORIGIN": hex(cpu.code[0]),
         "CODE_LENGTH": hex(cpu.code[1]),
+        "CONST_ORIGIN": hex(cpu.const[0]),
+        "CONST_LENGTH": hex(cpu.const[1]),
         "RAM_ORIGIN": hex(cpu.ram[0]),
         "RAM_LENGTH": hex(cpu.ram[1]),
     }

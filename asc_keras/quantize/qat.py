@@ -117,8 +117,9 @@ class QuantizeScheme(default_8bit_quantize_scheme.Default8BitQuantizeScheme):
 class QatResidualNorm(TwinResidualNorm):
     """TwinResidualNorm with a fake quantizer (per tensor, affine) on each inner tensor.
 
-    The int8 TFLite model stores the mean, x - mean and its square, the variance, its
-    reciprocal square root and the two products each in int8 with a range of its own.
+    The int8 TFLite model stores x - mean and its square, the reciprocal square root of the
+    variance and the two products each in int8 with a range of its own (and the mean and the
+    variance too where they are not average pools).
     With a quantizer on each, QAT trains against the rounding the int8 model will do, and the
     converter takes these calibrated ranges instead of estimating them afresh.
     """
@@ -127,7 +128,7 @@ class QatResidualNorm(TwinResidualNorm):
         super().build(input_shape)
         self.inner_quantizer = _activation_quantizer()
         self.inner_ranges = {
-            name: self.inner_quantizer.build((), name, self) for name in self.INNER_TENSORS
+            name: self.inner_quantizer.build((), name, self) for name in self.inner_tensors
         }
 
     def quantize_inner(self, name, tensor, training):

@@ -3,7 +3,8 @@
 tfmot's quantization-aware training accepts only tf_keras models. The twin rebuilds a
 DS-FlexiNet layer by layer: each `DSFlexiBlock` is unrolled into its convolutions, BN, ReLU,
 pooling and an `Add`, and `ResidualNorm` becomes `TwinResidualNorm` (the same formula in plain
-TensorFlow ops: MEAN, SUB, MUL, RSQRT, ADD, all of which TFLite Micro runs in int8). Only this
+TensorFlow ops: AVERAGE_POOL_2D (or MEAN), SUB, MUL, RSQRT, ADD, all of which TFLite Micro
+runs in int8). Only this
 package imports tf_keras.
 """
 
@@ -13,6 +14,18 @@ import tensorflow as tf
 import tf_keras
 
 from asc_keras.layers.residual_norm import REDUCTION_AXES
+
+
+def mean_over(tensor, axes, name):
+    """The mean over `axes`, dimensions kept. Over (frequency, time) it is written as a global
+    average pool: an int8 AVERAGE_POOL_2D runs with CMSIS-NN on a Cortex-M, where TFLite Micro
+    has only the reference kernel for MEAN (about ten times the instructions; tools/mcu.py)."""
+    if tuple(axes) != (1, 2):
+        return tf.reduce_mean(tensor, axes, keepdims=True, name=name)
+    window = (tensor.shape[1], tensor.shape[2])
+    if None in window:
+        raise ValueError(f"{name}: the twin needs the frequency and time sizes, got {window}")
+    return tf.nn.avg_pool2d(tensor, window, window, "VALID", name=name)
 
 
 class TwinResidualNorm(tf_keras.layers.Layer):
@@ -26,21 +39,33 @@ class TwinResidualNorm(tf_keras.layers.Layer):
         shape = (input_shape[-1],) if self.per_channel_lambda else ()
         self.residual_lambda = self.add_weight("residual_lambda", shape=shape, initializer="zeros")
 
-    # The tensors between the ops, each of which an int8 TFLite model stores in int8; each is
-    # also the name of the op that computes it.
-    INNER_TENSORS = ("mean", "centered", "squared", "variance", "rsqrt", "normalized", "scaled")
+    # The tensors between the ops, each of which an int8 TFLite model stores in int8 with a
+    # range of its own; each is also the name of the op that computes it. The means over
+    # (frequency, time) are average pools, which keep their input's scale: no range of their
+    # own.
+    POOLED = ("mean", "variance")
+
+    @property
+    def inner_tensors(self):
+        names = ("mean", "centered", "squared", "variance", "rsqrt", "normalized", "scaled")
+        pooled = REDUCTION_AXES[self.axis] == (1, 2)
+        return tuple(name for name in names if not (pooled and name in self.POOLED))
 
     def call(self, inputs, training=None):
         def inner(name, tensor):
             return self.quantize_inner(name, tensor, training)
 
+        def average(name, tensor):
+            reduced = mean_over(tensor, axes, name=name)
+            return inner(name, reduced) if name in self.inner_tensors else reduced
+
         axes = REDUCTION_AXES[self.axis]
-        mean = inner("mean", tf.reduce_mean(inputs, axes, keepdims=True, name="mean"))
+        mean = average("mean", inputs)
         centered = inner("centered", tf.subtract(inputs, mean, name="centered"))
         # (x - mean) squared by a MUL of the int8 centred tensor, not SQUARED_DIFFERENCE:
         # XNNPACK runs int8 SUB and MUL but not SQUARED_DIFFERENCE (docs/performance.md).
         squared = inner("squared", tf.multiply(centered, centered, name="squared"))
-        variance = inner("variance", tf.reduce_mean(squared, axes, keepdims=True, name="variance"))
+        variance = average("variance", squared)
         # (No quantizer on variance + epsilon: the converter gives that ADD the variance's range,
         # and a fake quantizer there crashes it.)
         scale = inner("rsqrt", tf.math.rsqrt(variance + self.epsilon, name="rsqrt"))
@@ -49,7 +74,7 @@ class TwinResidualNorm(tf_keras.layers.Layer):
         return scaled + normalized
 
     def quantize_inner(self, name, tensor, training):
-        """Identity here; the QAT layer fake-quantises each of `INNER_TENSORS`."""
+        """Identity here; the QAT layer fake-quantises each of `inner_tensors`."""
         return tensor
 
     def get_config(self):
@@ -138,6 +163,22 @@ def _dense_as_convolution(layer, name, pairs):
     return apply
 
 
+def _global_pool_as_average_pool(layer, name):
+    """GlobalAveragePooling2D as an AveragePooling2D over the whole map and a Reshape: the same
+    function, converted to AVERAGE_POOL_2D (CMSIS-NN on a Cortex-M) instead of MEAN."""
+    _, height, width, channels = layer.input.shape
+    if layer.get_config().get("keepdims") or not (height and width):
+        return tf_keras.layers.GlobalAveragePooling2D(
+            keepdims=bool(layer.get_config().get("keepdims")), name=name
+        )
+    pool = tf_keras.layers.AveragePooling2D((height, width), name=name)
+
+    def apply(x):
+        return tf_keras.layers.Reshape((channels,), name=f"{name}_to_vector")(pool(x))
+
+    return apply
+
+
 def build_twin(model):
     """The tf_keras functional twin of a Keras 3 functional `model`, weights copied."""
     pairs = []
@@ -145,6 +186,8 @@ def build_twin(model):
     def make(layer, name):
         if isinstance(layer, keras.layers.Dense):
             return _dense_as_convolution(layer, name, pairs)
+        if isinstance(layer, keras.layers.GlobalAveragePooling2D):
+            return _global_pool_as_average_pool(layer, name)
         twin = _twin_layer(layer, name)
         pairs.append((twin, layer))
         return twin

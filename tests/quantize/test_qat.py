@@ -49,7 +49,7 @@ inner_ranges = {
 scales = {d["name"]: d["quantization"][0] for d in interpreter(int8).get_tensor_details()}
 print(json.dumps({
     "inner_ranges": inner_ranges,
-    "inner_tensors": list(norm.INNER_TENSORS),
+    "inner_tensors": list(norm.inner_tensors),
     # int8 scales of (x - mean), its square, its product with rsqrt, and lambda * x.
     "inner_scales": {
         name: next(v for k, v in scales.items() if k.endswith("quant_stem_norm/" + name))
