@@ -99,6 +99,9 @@ def mixed_reference(mixed, layer_cls, init_kwargs, x):
 def train_command(config, out, *flags):
     """tools/train.py CONFIG --out OUT --quiet FLAGS, and its environment."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    # No emulated Cortex-M in recipe tests (tests/test_mcu.py covers it): a fresh TFLite
+    # Micro build would take minutes.
+    env.pop("ASC_TFLM_DIR", None)
     command = [sys.executable, str(ROOT / "tools" / "train.py"), str(config), "--out", str(out)]
     return [*command, "--quiet", *flags], env
 

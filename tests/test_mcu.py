@@ -271,3 +271,29 @@ def test_a_model_on_an_emulated_cortex_m4_matches_litert_bit_for_bit(tiny_tflite
     assert 0 < sum(result["instructions_per_op"].values()) <= result["instructions"]
     assert 0 < result["arena_bytes"] < firmware.ARENA_BYTES
     assert result["flash_bytes"] > result["model_bytes"] > 0
+
+
+def test_the_recipe_goes_on_without_an_emulator_and_says_why(tiny_tflite, monkeypatch):
+    from asc_keras.mcu.summary import describe_cortex_m4
+    from asc_keras.quantize.micro import cortex_m4_figures
+
+    monkeypatch.delenv(sources.TFLM_ENV, raising=False)
+    figures = cortex_m4_figures(tiny_tflite, np.zeros((2, 32, 16, 1), np.float32))
+    assert figures["measured"] is False
+    assert "ASC_TFLM_DIR" in figures["why"] or "apt-get install" in figures["why"]
+    assert describe_cortex_m4(figures).startswith("Cortex-M4 (CMSIS-NN): not measured: ")
+
+
+@pytest.mark.mcu
+@pytest.mark.skipif(
+    not emulator_present(),
+    reason="needs arm-none-eabi-g++, qemu-system-arm and ASC_TFLM_DIR (tools/mcu_sources.py)",
+)
+def test_the_recipes_cortex_m4_figures_compare_classes_with_the_reported_model(tiny_tflite):
+    from asc_keras.quantize.micro import cortex_m4_figures
+
+    features = np.random.default_rng(1).standard_normal((4, 32, 16, 1)).astype(np.float32)
+    figures = cortex_m4_figures(tiny_tflite, features)
+    assert figures["measured"] and figures["inputs"] == 4
+    assert figures["identical_outputs"] == 4 and figures["same_class_as_reported"] == 4
+    assert figures["instructions"] > 0 and figures["flash_bytes"] > len(tiny_tflite)

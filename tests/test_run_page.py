@@ -56,6 +56,17 @@ def test_the_page_grows_with_the_stages_and_needs_nothing_outside(tmp_path):
                     "max_int8_difference": 0,
                     "arena_bytes": 135360,
                     "model_bytes": 84808,
+                    "micro_same_class_as_reported": 19,
+                },
+                "kernels": {"accuracy": "LiteRT's builtin kernels"},
+                "cortex_m4": {
+                    "measured": True,
+                    "inputs": 20,
+                    "instructions": 49.66e6,
+                    "arena_bytes": 131072,
+                    "flash_bytes": 209100,
+                    "identical_outputs": 20,
+                    "same_class_as_reported": 19,
                 },
                 "qat_history": {"loss": [1.0, 0.9], "accuracy": [0.5, 0.6]},
                 "reports": int8,
@@ -68,6 +79,9 @@ def test_the_page_grows_with_the_stages_and_needs_nothing_outside(tmp_path):
     text = (run / "report.html").read_text()
     assert "Run finished" in text and "Distillation helped: +2.00 points." in text
     assert "arena 135,360 bytes" in text and "CONV_2D, MEAN" in text
+    assert "The int8 accuracy is from LiteRT&#x27;s builtin kernels." in text
+    assert "class equal to the reported model&#x27;s on 19 of 20" in text
+    assert "Cortex-M4 (CMSIS-NN, emulated): 49.7 M instructions per inference" in text
     assert "python tools/train.py configs/sm2.yaml --data-root data/tau22 --out" in text
     assert "variant: sm2" in text  # the config
     parsed = parse_page(run / "report.html")

@@ -21,6 +21,7 @@ import numpy as np
 
 from asc_keras.evaluation.metrics import report_table
 from asc_keras.evaluation.report import confusion_figure
+from asc_keras.mcu.summary import describe_cortex_m4
 from asc_keras.utils import atomic_write_text
 
 STYLE = """
@@ -176,13 +177,24 @@ def _int8_section(quantized):
         f"tf_keras twin of the student: largest logit difference "
         f"{quantized.get('twin_max_difference', float('nan')):.2g}.",
     ]
+    kernels = quantized.get("kernels", {})
+    if "accuracy" in kernels:
+        lines.append(f"The int8 accuracy is from {kernels['accuracy']}.")
     if micro:
+        same = micro.get("micro_same_class_as_reported")
         lines.append(
             f"TFLite Micro: {micro['inputs']} inputs, {micro['mismatched_outputs']} differ from "
             f"LiteRT reference kernels (largest int8 difference "
             f"{micro.get('max_int8_difference', 0)}); arena {micro['arena_bytes']:,} bytes, "
-            f"model {micro['model_bytes']:,} bytes."
+            f"model {micro['model_bytes']:,} bytes"
+            + (
+                f"; class equal to the reported model's on {same} of {micro['inputs']}."
+                if same is not None
+                else "."
+            )
         )
+    if "cortex_m4" in quantized:
+        lines.append(describe_cortex_m4(quantized["cortex_m4"]) + ".")
     items = "".join(f"<li>{_e(line)}</li>" for line in lines)
     return (
         f"<h2>int8 model (<code>quantized/model_int8.tflite</code>, from "

@@ -36,13 +36,10 @@ def quantized_inputs(classifier, features):
 
 
 def reference_outputs(classifier, inputs):
-    """The raw output tensor of each input with LiteRT's reference kernels."""
-    outputs = []
-    for example in inputs:
-        classifier.runner.set_tensor(classifier.input["index"], example[None])
-        classifier.runner.invoke()
-        outputs.append(classifier.runner.get_tensor(classifier.output["index"])[0].copy())
-    return np.stack(outputs)
+    """The raw output tensor of each input with `classifier`'s kernels."""
+    from asc_keras.quantize.micro import run_raw
+
+    return np.stack([run_raw(classifier, example[None])[0].copy() for example in inputs])
 
 
 def _symbol_bytes(elf, name):
@@ -80,6 +77,7 @@ def measure(model_bytes, inputs, *, cpu, kernels, tflm=None, log=print, keep=Non
         "identical_outputs": int(np.sum(difference == 0)),
         "max_output_difference": float(difference.max()),
         "same_class": int(np.sum(device.argmax(1) == reference.argmax(1))),
+        "device_classes": [int(c) for c in device.argmax(1)],
         "instructions": float(np.mean(emulation.instructions)),
         "instructions_min": float(np.min(emulation.instructions)),
         "instructions_max": float(np.max(emulation.instructions)),

@@ -28,13 +28,21 @@ from asc_keras.evaluation import device_report, format_reports  # noqa: E402
 from asc_keras.evaluation.report import write_report  # noqa: E402
 from asc_keras.evaluation.run_page import INT8_TABLE  # noqa: E402
 from asc_keras.evaluation.tflite import TFLiteClassifier  # noqa: E402
+from asc_keras.mcu.summary import describe_cortex_m4  # noqa: E402
 from asc_keras.quantize import qat  # noqa: E402
 from asc_keras.quantize.c_array import write_c_array  # noqa: E402
 from asc_keras.quantize.convert import check_int8, convert  # noqa: E402
-from asc_keras.quantize.micro import check_micro  # noqa: E402
+from asc_keras.quantize.micro import check_micro, cortex_m4_figures  # noqa: E402
 from asc_keras.quantize.twin import build_twin  # noqa: E402
 from asc_keras.run_folder import RunLock, die_with_parent  # noqa: E402
 from asc_keras.utils import atomic_write_bytes, atomic_write_text  # noqa: E402
+
+# Which kernels produced which figure (the summary says so too).
+KERNELS = {
+    "accuracy": "LiteRT's builtin kernels, without the default XNNPACK delegate",
+    "micro": "TFLite Micro's reference kernels (x86) against LiteRT's reference kernels",
+    "cortex_m4": "TFLite Micro with CMSIS-NN on an emulated Cortex-M4 (QEMU)",
+}
 
 
 def _converted(path, convert_model):
@@ -98,6 +106,7 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
     reports = evaluate_models(student, models, eval_batches=eval_batches, splits=splits, out=out)
     micro_inputs = np.concatenate([np.asarray(x) for x, _ in eval_batches])
     micro = check_micro(models["int8"], micro_inputs[: config.quantization.micro_check_inputs])
+    mcu = cortex_m4_figures(models["int8"], micro_inputs[: config.quantization.micro_check_inputs])
     summary = {
         "student": student_stage,
         "accuracy": {name: r["accuracy"] for name, r in reports.items()},
@@ -107,7 +116,9 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
         * (reports["float Keras"]["accuracy"] - reports["int8 PTQ"]["accuracy"]),
         "int8_ops": ops,
         "twin_max_difference": twin_error,
+        "kernels": KERNELS,
         "micro": micro,
+        "cortex_m4": mcu,
         "qat_history": history,
         "reports": reports,
     }
@@ -191,11 +202,14 @@ def print_summary(summary, config):
         f"post-training quantization {summary['ptq_drop_points']:.2f} points"
     )
     print(f"int8 ops: {', '.join(summary['int8_ops'])}")
+    print(f"accuracy: {KERNELS['accuracy']}")
     print(
         f"TFLite Micro: {micro['inputs']} inputs, {micro['mismatched_outputs']} differ from "
         f"LiteRT reference kernels; arena {micro['arena_bytes']} bytes, model "
-        f"{micro['model_bytes']} bytes"
+        f"{micro['model_bytes']} bytes; class equal to the reported model's on "
+        f"{micro['micro_same_class_as_reported']} of {micro['inputs']}"
     )
+    print(describe_cortex_m4(summary["cortex_m4"]))
 
 
 def main(argv=None):
