@@ -51,7 +51,7 @@ class DataConfig:
     sample_rate: int = _count(32000)
     duration: float = _positive(1.0)
     # A split whose waveforms need more than this many GB in memory (twice the cache while
-    # loading) is streamed from the cache file (0: always stream); null: half the memory
+    # loading) is streamed from per-clip files (0: always stream); null: half the memory
     # available when training starts.
     memory_budget_gb: float | None = _ranged(None, minimum=0)
 
