@@ -36,21 +36,12 @@ CONFIGS = [  # (label, cpu, kernels, model)
 
 def models(variant, norm, inputs):
     """The int8 (QAT path) and float TFLite models of one variant."""
-    import keras
-    from check_int8_variants import randomize_normalization  # tools/ is on the path
+    from check_int8_variants import build_variant  # tools/ is on the path
 
-    from asc_keras.models import ds_flexinet
-    from asc_keras.quantize import qat
     from asc_keras.quantize.convert import convert
-    from asc_keras.quantize.twin import build_twin
 
-    keras.utils.set_random_seed(0)
-    model = ds_flexinet(variant, norm=norm)
-    randomize_normalization(model)
-    twin = build_twin(model)
-    qat_model = qat.make_qat_model(twin)
-    qat.calibrate(qat_model, [inputs[start : start + 16] for start in range(0, len(inputs), 16)])
-    return {"int8": convert(qat_model, [inputs[:32]]), "float": convert(twin, int8=False)}
+    _, twin, int8 = build_variant(variant, norm, inputs)
+    return {"int8": int8, "float": convert(twin, int8=False)}
 
 
 def main(argv=None):
@@ -64,11 +55,9 @@ def main(argv=None):
     from asc_keras.evaluation.tflite import TFLiteClassifier
     from asc_keras.mcu.firmware import CPUS
     from asc_keras.mcu.measure import latency_ms, measure, quantized_inputs
-    from asc_keras.mcu.sources import find_tflm, find_tool
+    from asc_keras.mcu.sources import require_emulator
 
-    find_tool("arm-none-eabi-g++")
-    find_tool("qemu-system-arm")
-    find_tflm(args.tflm)
+    require_emulator(args.tflm)
     features = np.random.default_rng(0).normal(-4.0, 3.0, (64, 256, 64, 1)).astype(np.float32)
     rows, ratios, started = [], [], time.perf_counter()
     for variant in args.variants:

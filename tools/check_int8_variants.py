@@ -52,12 +52,10 @@ def randomize_normalization(model, seed=0):
 
 def mcu_unavailable(tflm):
     """None when the emulated Cortex-M can run, else why not (one line)."""
-    from asc_keras.mcu.sources import SourcesError, find_tflm, find_tool
+    from asc_keras.mcu.sources import SourcesError, require_emulator
 
     try:
-        find_tool("arm-none-eabi-g++")
-        find_tool("qemu-system-arm")
-        find_tflm(tflm)
+        require_emulator(tflm)
     except SourcesError as error:
         return str(error)
     return None
@@ -84,10 +82,11 @@ def mcu_figures(int8, inputs, tflm):
     }
 
 
-def check_variant(variant, norm, inputs, mcu_inputs=0, tflm=None):
+def build_variant(variant, norm, inputs):
+    """(Keras model, tf_keras twin, int8 TFLite model of the QAT path) of one variant: random
+    weights, quantizer ranges calibrated on `inputs`, as before QAT fine-tuning."""
     from asc_keras.quantize import qat
-    from asc_keras.quantize.convert import check_int8, convert
-    from asc_keras.quantize.micro import check_micro
+    from asc_keras.quantize.convert import convert
     from asc_keras.quantize.twin import build_twin
 
     keras.utils.set_random_seed(0)
@@ -96,7 +95,14 @@ def check_variant(variant, norm, inputs, mcu_inputs=0, tflm=None):
     twin = build_twin(model)
     qat_model = qat.make_qat_model(twin)
     qat.calibrate(qat_model, [inputs[start : start + 16] for start in range(0, len(inputs), 16)])
-    int8 = convert(qat_model, [inputs[:32]])
+    return model, twin, convert(qat_model, [inputs[:32]])
+
+
+def check_variant(variant, norm, inputs, mcu_inputs=0, tflm=None):
+    from asc_keras.quantize.convert import check_int8
+    from asc_keras.quantize.micro import check_micro
+
+    model, _, int8 = build_variant(variant, norm, inputs)
     ops = check_int8(int8, f"{variant} ({norm})")
     micro = check_micro(int8, inputs)
     counted = count_model(model)

@@ -66,11 +66,9 @@ def main(argv=None):
 
     from asc_keras.evaluation.tflite import TFLiteClassifier
     from asc_keras.mcu.measure import latency_ms, measure, quantized_inputs, random_inputs
-    from asc_keras.mcu.sources import find_tflm, find_tool
+    from asc_keras.mcu.sources import require_emulator
 
-    find_tool("arm-none-eabi-g++")
-    find_tool("qemu-system-arm")
-    find_tflm(args.tflm)
+    require_emulator(args.tflm)
     model_bytes = cli.read_tflite(args.model)
     classifier = TFLiteClassifier(model_bytes, reference_kernels=True, source=args.model)
     run = run_folder_of(args.model, args.run)

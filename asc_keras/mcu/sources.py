@@ -74,6 +74,14 @@ def find_tool(name):
     return path
 
 
+def require_emulator(tflm=None):
+    """The TFLite Micro checkout (see `find_tflm`) once the Arm toolchain and QEMU are found;
+    else a `SourcesError` saying what to install or pass."""
+    find_tool("arm-none-eabi-g++")
+    find_tool("qemu-system-arm")
+    return find_tflm(tflm)
+
+
 def find_tflm(tflm=None):
     """The TFLite Micro checkout given (`--tflm`) or named by $ASC_TFLM_DIR, checked to hold
     the sources and assembled downloads."""

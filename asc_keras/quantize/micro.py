@@ -88,12 +88,10 @@ def cortex_m4_figures(model_bytes, inputs, tflm=None):
     or the build fails, {"measured": False, "why": ...}: the stage goes on without them."""
     from asc_keras.mcu.firmware import FirmwareError
     from asc_keras.mcu.measure import measure, quantized_inputs
-    from asc_keras.mcu.sources import SourcesError, find_tflm, find_tool
+    from asc_keras.mcu.sources import SourcesError, require_emulator
 
     try:
-        find_tool("arm-none-eabi-g++")
-        find_tool("qemu-system-arm")
-        find_tflm(tflm)
+        require_emulator(tflm)
         reported = TFLiteClassifier(model_bytes)
         tensors = quantized_inputs(reported, inputs)
         result = measure(model_bytes, tensors, cpu="cortex-m4", kernels="cmsis-nn", tflm=tflm)
