@@ -37,7 +37,8 @@ class Cpu:
 
 MB = 1 << 20
 CPUS = {
-    # MPS2: 4 MB SSRAM from 0 (code, then constants), 4 MB SSRAM at 0x20000000.
+    # MPS2 (AN386 and AN500 alike, as QEMU 7.2's `info mtree` shows them): 4 MB SSRAM from 0
+    # (code, then constants), 4 MB SSRAM at 0x20000000.
     "cortex-m4": Cpu("cortex-m4+fp", "mps2-an386", (0, MB), (MB, 3 * MB), (0x20000000, 4 * MB), 80),
     "cortex-m7": Cpu(
         "cortex-m7+fp", "mps2-an500", (0, MB), (MB, 3 * MB), (0x20000000, 4 * MB), 216
