@@ -86,9 +86,10 @@ def _folder_name(name, config):
     return f"{slug}-{digest}"
 
 
-def load_experiment(path, seeds=None):
+def load_experiment(path, seeds=None, tables=None):
     """Reads an experiment file; every row's config is checked here, before anything runs, and
-    an error names the file, the table, the row and the key."""
+    an error names the file, the table, the row and the key. `seeds` overrides the file's
+    count; `tables` (titles or their starts, e.g. "Table IV") keeps only those tables."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {str(path)!r} does not exist")
@@ -105,12 +106,11 @@ def load_experiment(path, seeds=None):
     seeds = spec.get("seeds", 1) if seeds is None else seeds
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ConfigError(f"{path}: key 'seeds' has value {seeds!r}; expected a count >= 1")
-    tables = spec.get("tables")
-    if not isinstance(tables, dict) or not tables:
+    if not isinstance(spec.get("tables"), dict) or not spec["tables"]:
         raise ConfigError(f"{path}: key 'tables' must map table titles to their rows")
     base_dict = config_to_dict(base)
     rows, folders = [], {}
-    for table, table_rows in tables.items():
+    for table, table_rows in spec["tables"].items():
         if not isinstance(table_rows, dict) or not table_rows:
             raise ConfigError(f"{path}: tables.{table} must map row names to config changes")
         for name, overrides in table_rows.items():
@@ -123,6 +123,16 @@ def load_experiment(path, seeds=None):
             folder = _folder_name(name, config)
             folder = folders.setdefault(folder.rsplit("-", 1)[1], folder)
             rows.append(Row(str(table), str(name), config, folder))
+    # Filtered after naming the folders: a row's runs are the same with and without --table.
+    if tables is not None:
+        titles = list(spec["tables"])
+        unknown = [t for t in tables if not any(str(title).startswith(t) for title in titles)]
+        if unknown:
+            raise ConfigError(
+                f"{path}: no table starts with {', '.join(map(repr, unknown))}; its tables: "
+                f"{', '.join(map(repr, titles))}"
+            )
+        rows = [row for row in rows if any(row.table.startswith(t) for t in tables)]
     return Experiment(path, config_path, base, seeds, rows)
 
 

@@ -57,6 +57,14 @@ def test_rows_with_the_same_config_share_their_runs(tmp_path):
     assert len(set(folders.values())) == 3
     # The grid compares the rows itself: no run trains its own comparison student.
     assert not any(row.config.distillation.compare_without_teacher for row in experiment.rows)
+    # --table keeps the tables whose titles start so; the runs keep their folders.
+    only = load_experiment(path, tables=["V"])
+    assert [(row.table, row.folder) for row in only.rows] == [
+        ("V", folders["V", "BN"]),
+        ("V", folders["V", "RN"]),
+    ]
+    with pytest.raises(ConfigError, match="no table starts with 'VI'; its tables: 'IV', 'V'"):
+        load_experiment(path, tables=["VI"])
 
 
 def result(table, row, seed, float_overall, int8_overall, seconds=60.0):

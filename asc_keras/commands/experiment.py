@@ -2,7 +2,7 @@
 Tables IV (no teacher / averaged / fused) and V (normalisation x augmentation) as one command.
 
 python tools/experiment.py configs/experiment_paper.yaml [--data-root DIR] [--out DIR]
-                           [--seeds N] [--report]
+                           [--seeds N] [--table TITLE]... [--report]
 
 Teachers train once and every distilled row reads their logits; each (row, seed) is an
 ordinary run folder under <out>/runs/. Rerun the same command after a crash: finished runs
@@ -25,11 +25,16 @@ def main(argv=None):
     parser.add_argument("--out", help="experiment folder (default runs/<experiment name>)")
     parser.add_argument("--seeds", type=int, help="seeds per row (default: the file's)")
     parser.add_argument(
+        "--table",
+        action="append",
+        help='run only this table (its title or the title\'s start, e.g. "Table IV"); repeatable',
+    )
+    parser.add_argument(
         "--report", action="store_true", help="only write the results of the finished runs"
     )
     parser.add_argument("--progress", action="store_true", help="per-epoch progress bars")
     args = parser.parse_args(argv)
-    experiment = load_experiment(args.experiment, seeds=args.seeds)
+    experiment = load_experiment(args.experiment, seeds=args.seeds, tables=args.table)
     out = Path(args.out or Path("runs") / Path(args.experiment).stem)
     runner = Runner(experiment, out, data_root=args.data_root, verbose=1 if args.progress else 2)
     table = runner.write_results() if args.report else runner.run()
