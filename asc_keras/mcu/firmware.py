@@ -215,29 +215,19 @@ def build_firmware(library, cpu, model_bytes, inputs, directory):
     atomic_write_text(directory / "inputs.cc", source)
     atomic_write_text(directory / "firmware_config.h", firmware_config(resolver_calls(model_bytes)))
     atomic_write_text(directory / "link.ld", linker_script(CPUS[cpu]))
-    firmware = resources.files("asc_keras.mcu").joinpath("firmware")
+    firmware = Path(str(resources.files("asc_keras.mcu").joinpath("firmware")))
+    c, cxx = (library.cc, library.ccflags), (library.cxx, library.cxxflags)
+    sources = [  # (source, (compiler, flags)): the fixed parts, then the generated ones
+        (firmware / "main.cc", cxx),
+        (firmware / "startup.c", c),
+        (directory / "model.cc", cxx),
+        (directory / "inputs.cc", cxx),
+    ]
     objects = []
-    for name in ("main.cc", "startup.c", "model.cc", "inputs.cc"):
-        path = directory / name if name in ("model.cc", "inputs.cc") else Path(str(firmware / name))
-        compiler, flags = (
-            (library.cc, library.ccflags)
-            if name.endswith(".c")
-            else (library.cxx, library.cxxflags)
-        )
-        target = directory / f"{name}.o"
-        _run(
-            [
-                compiler,
-                *flags,
-                f"-I{directory}",
-                *library.includes,
-                "-c",
-                str(path),
-                "-o",
-                str(target),
-            ],
-            f"compiling {name}",
-        )
+    for path, (compiler, flags) in sources:
+        target = directory / f"{path.name}.o"
+        command = [compiler, *flags, f"-I{directory}", *library.includes, "-c", str(path)]
+        _run([*command, "-o", str(target)], f"compiling {path.name}")
         objects.append(str(target))
     elf = directory / "firmware.elf"
     flags = [
