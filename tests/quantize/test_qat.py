@@ -41,14 +41,28 @@ randomize_normalization(sm2)
 sm2_qat = qat.make_qat_model(build_twin(sm2))
 qat.calibrate(sm2_qat, batches)
 int8 = convert(sm2_qat, batches[:1])
+def ranges_of(model):
+    return {
+        name: [float(r["min_var"].numpy()), float(r["max_var"].numpy())]
+        for name, r in model.get_layer("quant_stem_norm").layer.inner_ranges.items()
+    }
 norm = sm2_qat.get_layer("quant_stem_norm").layer
-inner_ranges = {
-    name: [float(r["min_var"].numpy()), float(r["max_var"].numpy())]
-    for name, r in norm.inner_ranges.items()
-}
+inner_ranges = ranges_of(sm2_qat)
+# The same model calibrated with min / max ranges everywhere.
+min_max = qat.make_qat_model(build_twin(sm2))
+qat.OUTLIER_RANGES, kept = (), qat.OUTLIER_RANGES
+qat.calibrate(min_max, batches)
+qat.OUTLIER_RANGES = kept
+# One QAT training step: the moving averages move every range but the percentile ones.
+import tf_keras
+sm2_qat.compile(tf_keras.optimizers.SGD(1e-3), loss="mse")
+sm2_qat.fit(batches[0], np.zeros((8, 10), np.float32), epochs=1, verbose=0)
 scales = {d["name"]: d["quantization"][0] for d in interpreter(int8).get_tensor_details()}
 print(json.dumps({
     "inner_ranges": inner_ranges,
+    "min_max_ranges": ranges_of(min_max),
+    "trained_ranges": ranges_of(sm2_qat),
+    "percentile_ranges": list(qat.OUTLIER_RANGES),
     "inner_tensors": list(norm.inner_tensors),
     # int8 scales of (x - mean), its square, its product with rsqrt, and lambda * x.
     "inner_scales": {
@@ -100,6 +114,18 @@ def test_calibration_sets_min_max_ranges_and_batchnorms_fold():
     for name, scale in result["inner_scales"].items():
         low, high = ranges[name]
         assert abs(scale - (high - low) / 255) < 0.01 * scale, (name, scale, low, high)
+    # The squares and the reciprocal square root take a percentile, below the maximum, and
+    # keep it while QAT trains; every other range is the min / max and moves with training.
+    percentile = result["percentile_ranges"]
+    assert percentile == ["squared", "rsqrt"]
+    min_max, trained = result["min_max_ranges"], result["trained_ranges"]
+    for name, (low, high) in ranges.items():
+        if name in percentile:
+            assert low == min_max[name][0] and 0 < high < min_max[name][1], name
+            assert trained[name] == [low, high], name
+        else:
+            assert [low, high] == min_max[name], name
+    assert any(trained[name] != ranges[name] for name in ranges if name not in percentile)
 
 
 LOSS_CHECK = """
