@@ -328,16 +328,21 @@ def config_from_dict(data, source="<dict>"):
     return config
 
 
-def load_config(path):
-    """Loads a YAML config file into a `Config`; errors name the file and the key."""
+def read_yaml(path, what="config file"):
+    """The parsed content of a YAML file; a missing file or invalid YAML is a ConfigError
+    naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
-    return config_from_dict(data, source=str(path))
+
+
+def load_config(path):
+    """Loads a YAML config file into a `Config`; errors name the file and the key."""
+    return config_from_dict(read_yaml(path), source=str(path))
 
 
 def _plain(value):

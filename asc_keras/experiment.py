@@ -41,6 +41,7 @@ from asc_keras.config import (
     config_from_dict,
     config_to_dict,
     load_config,
+    read_yaml,
 )
 from asc_keras.utils import atomic_write_bytes, atomic_write_text, format_table
 
@@ -91,12 +92,7 @@ def load_experiment(path, seeds=None, tables=None):
     an error names the file, the table, the row and the key. `seeds` overrides the file's
     count; `tables` (titles or their starts, e.g. "Table IV") keeps only those tables."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file {str(path)!r} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    spec = read_yaml(path, "experiment file")
     if not isinstance(spec, dict) or set(spec) - {"config", "seeds", "tables"}:
         raise ConfigError(f"{path}: expected the keys config, seeds and tables")
     if not isinstance(spec.get("config"), str):
