@@ -80,11 +80,13 @@ def _merged(base, overrides, key, source):
     return merged
 
 
-def _folder_name(name, config):
+def _config_digest(config):
     text = yaml.safe_dump(config_to_dict(config), sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "row"
-    return f"{slug}-{digest}"
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _slug(name):
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "row"
 
 
 def load_experiment(path, seeds=None, tables=None):
@@ -116,8 +118,9 @@ def load_experiment(path, seeds=None, tables=None):
             data["distillation"]["compare_without_teacher"] = False
             data["quantization"]["student"] = "distilled"
             config = config_from_dict(data, source=f"{path}: {key}")
-            folder = _folder_name(name, config)
-            folder = folders.setdefault(folder.rsplit("-", 1)[1], folder)
+            # Named after the first row with this config: later rows share its runs.
+            digest = _config_digest(config)
+            folder = folders.setdefault(digest, f"{_slug(str(name))}-{digest}")
             rows.append(Row(str(table), str(name), config, folder))
     # Filtered after naming the folders: a row's runs are the same with and without --table.
     if tables is not None:
