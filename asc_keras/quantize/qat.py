@@ -115,8 +115,8 @@ class QuantizeScheme(default_8bit_quantize_scheme.Default8BitQuantizeScheme):
         return _Registry()
 
 
-# ResidualNorm's inner tensors whose calibrated range is a high percentile of what the
-# calibration batches give, not their maximum (see `calibrate`).
+# ResidualNorm's inner tensors whose calibrated range leaves outliers out (see `calibrate`);
+# QAT keeps those ranges.
 OUTLIER_RANGES = ("squared", "rsqrt")
 RANGE_PERCENTILE = 99.99
 
@@ -142,7 +142,7 @@ class QatResidualNorm(TwinResidualNorm):
         if training is None:
             training = tf_keras.backend.learning_phase()
         if name in OUTLIER_RANGES:
-            # Kept at the calibrated percentile: the moving average would pull it back
+            # Kept as calibrated: the moving average would pull it back
             # towards every batch's outliers while QAT fine-tunes.
             training = False
         return self.inner_quantizer(tensor, training, self.inner_ranges[name])
@@ -270,21 +270,21 @@ def batch_norm_layers(qat_model):
 
 
 @contextlib.contextmanager
-def _observing_activations(percentile_ranges=()):
+def _observing_activations(upper_bounds=None):
     """Activation quantizers observe instead of quantising: each min / max variable takes the
-    running minimum / maximum (0 included, as TFLite requires) of the tensors it sees; the
-    max variables in `percentile_ranges` take the largest RANGE_PERCENTILE-th percentile
-    of a batch instead."""
+    running minimum / maximum (0 included, as TFLite requires) of the tensors it sees; a max
+    variable in `upper_bounds` ({variable.ref(): function of a batch's values}) takes the
+    largest of what that function gives per batch instead."""
     original = quant_ops.MovingAvgQuantize
     seen = set()
-    by_percentile = {variable.ref() for variable in percentile_ranges}
+    upper_bounds = upper_bounds or {}
 
     def observe(inputs, min_var, max_var, per_channel=False, symmetric=False, **kwargs):
         if per_channel or symmetric:
             raise NotImplementedError("calibration observes per-tensor affine activations only")
         low = tf.minimum(tf.reduce_min(inputs), 0.0)
-        if max_var.ref() in by_percentile:
-            top = np.percentile(np.asarray(inputs), RANGE_PERCENTILE)
+        if max_var.ref() in upper_bounds:
+            top = upper_bounds[max_var.ref()](np.asarray(inputs))
             high = tf.maximum(tf.constant(top, inputs.dtype), 0.0)
         else:
             high = tf.maximum(tf.reduce_max(inputs), 0.0)
@@ -304,7 +304,7 @@ def _observing_activations(percentile_ranges=()):
         quant_ops.MovingAvgQuantize = original
 
 
-def calibrate(qat_model, batches):
+def calibrate(qat_model, batches, outlier_ranges=OUTLIER_RANGES):
     """Sets every activation quantizer's range to the min / max it sees over `batches`, the
     float model running with BatchNorm in inference mode (its statistics untouched).
 
@@ -314,33 +314,43 @@ def calibrate(qat_model, batches):
     QAT model of the demo student scored 67 % where post-training quantization kept 91 %.
     This is the min / max observer pass of PyTorch's and the TFLite converter's calibration.
 
-    Two ResidualNorm tensors (OUTLIER_RANGES) take the 99.99th percentile instead of the
-    maximum. The squares of x - mean: their int8 scale is also the variance's (an int8
-    average pool keeps its input's scale), and a few large squares spread the range far
-    beyond the variances (maximum 74 against variances of at most 1.9 in the stem of a
-    student of the synthetic data, so that the variances had 0 to 6 int8 steps). And the
-    reciprocal square root: one channel without variance in one clip (a channel ReLU
-    zeroed) sets its maximum to 1 / sqrt(epsilon) = 316, where the 99.9th percentile was 18.
-    With min / max ranges that student lost 25.6 points in post-training quantization and
-    17.4 after QAT.
+    Two ResidualNorm tensors (OUTLIER_RANGES, `outlier_ranges`) leave outliers out. The
+    squares of x - mean take the 99.99th percentile: a few large squares spread the range
+    far beyond the bulk (maximum 74 where the variances were at most 1.9, in the stem of a
+    student of the synthetic data). The reciprocal square root takes the maximum, but no more
+    than the smallest non-zero int8 variance gives (1 / sqrt(half a variance step +
+    epsilon)): a channel that a ReLU zeroed in one clip has rsqrt = 1 / sqrt(epsilon) = 316,
+    and that one value had set the stem's int8 scale to 1.06 where the other values lay
+    between 0.9 and 9.2; a variance below half a step is 0 in int8 whatever its rsqrt, and
+    such a channel's x - mean is about 0 anyway. With min / max ranges the demo's student
+    alone lost 25.6 points in post-training quantization and 17.4 after QAT.
     """
     layers = list(batch_norm_layers(qat_model))
     trainable = [layer.trainable for layer in layers]
-    outlier_ranges = [
-        layer.inner_ranges[name]["max_var"]
-        for layer in _residual_norms(qat_model)
-        for name in OUTLIER_RANGES
-        if name in layer.inner_ranges
-    ]
+    norms = list(_residual_norms(qat_model))
+    upper_bounds = {
+        norm.inner_ranges["squared"]["max_var"].ref(): _percentile
+        for norm in norms
+        if "squared" in outlier_ranges
+    }
     for layer in layers:
         layer.trainable = False  # tf_keras: a non-trainable BatchNorm runs in inference mode
     try:
-        with _observing_activations(outlier_ranges):
+        with _observing_activations(upper_bounds):
             for features in batches:
                 qat_model(features, training=True)
     finally:
         for layer, was in zip(layers, trainable):
             layer.trainable = was
+    for norm in norms if "rsqrt" in outlier_ranges else ():
+        ranges = norm.inner_ranges
+        variance_step = (ranges["variance"]["max_var"] - ranges["variance"]["min_var"]) / 255
+        largest = 1 / tf.sqrt(variance_step / 2 + norm.epsilon)
+        ranges["rsqrt"]["max_var"].assign(tf.minimum(ranges["rsqrt"]["max_var"], largest))
+
+
+def _percentile(values):
+    return np.percentile(values, RANGE_PERCENTILE)
 
 
 def _residual_norms(qat_model):

@@ -50,10 +50,8 @@ norm = sm2_qat.get_layer("quant_stem_norm").layer
 inner_ranges = ranges_of(sm2_qat)
 # The same model calibrated with min / max ranges everywhere.
 min_max = qat.make_qat_model(build_twin(sm2))
-qat.OUTLIER_RANGES, kept = (), qat.OUTLIER_RANGES
-qat.calibrate(min_max, batches)
-qat.OUTLIER_RANGES = kept
-# One QAT training step: the moving averages move every range but the percentile ones.
+qat.calibrate(min_max, batches, outlier_ranges=())
+# One QAT training step: the moving averages move every range but the outlier ones.
 import tf_keras
 sm2_qat.compile(tf_keras.optimizers.SGD(1e-3), loss="mse")
 sm2_qat.fit(batches[0], np.zeros((8, 10), np.float32), epochs=1, verbose=0)
@@ -62,12 +60,13 @@ print(json.dumps({
     "inner_ranges": inner_ranges,
     "min_max_ranges": ranges_of(min_max),
     "trained_ranges": ranges_of(sm2_qat),
-    "percentile_ranges": list(qat.OUTLIER_RANGES),
+    "outlier_ranges": list(qat.OUTLIER_RANGES),
+    "epsilon": norm.epsilon,
     "inner_tensors": list(norm.inner_tensors),
     # int8 scales of (x - mean), its square, its product with rsqrt, and lambda * x.
     "inner_scales": {
         name: next(v for k, v in scales.items() if k.endswith("quant_stem_norm/" + name))
-        for name in ("centered", "squared", "normalized", "scaled")
+        for name in ("centered", "squared", "variance", "normalized", "scaled")
     },
     "tflite_params": count_tflite(int8)["params"],
     "ops": sorted({name for name, _, _ in op_table(int8)}),
@@ -114,18 +113,24 @@ def test_calibration_sets_min_max_ranges_and_batchnorms_fold():
     for name, scale in result["inner_scales"].items():
         low, high = ranges[name]
         assert abs(scale - (high - low) / 255) < 0.01 * scale, (name, scale, low, high)
-    # The squares and the reciprocal square root take a percentile, below the maximum, and
-    # keep it while QAT trains; every other range is the min / max and moves with training.
-    percentile = result["percentile_ranges"]
-    assert percentile == ["squared", "rsqrt"]
+    # The squares take a percentile, below their maximum; the reciprocal square root the
+    # maximum, but no more than the smallest non-zero int8 variance gives. Both keep their
+    # range while QAT trains; every other range is the min / max and moves with training.
+    assert result["outlier_ranges"] == ["squared", "rsqrt"]
     min_max, trained = result["min_max_ranges"], result["trained_ranges"]
+    assert ranges["squared"][0] == 0 and 0 < ranges["squared"][1] < min_max["squared"][1]
+    variance_step = (ranges["variance"][1] - ranges["variance"][0]) / 255
+    cap = 1 / (variance_step / 2 + result["epsilon"]) ** 0.5
+    assert ranges["rsqrt"][0] == min_max["rsqrt"][0]
+    assert abs(ranges["rsqrt"][1] - min(cap, min_max["rsqrt"][1])) < 1e-4 * cap
     for name, (low, high) in ranges.items():
-        if name in percentile:
-            assert low == min_max[name][0] and 0 < high < min_max[name][1], name
+        if name in result["outlier_ranges"]:
             assert trained[name] == [low, high], name
         else:
             assert [low, high] == min_max[name], name
-    assert any(trained[name] != ranges[name] for name in ranges if name not in percentile)
+    assert any(
+        trained[name] != ranges[name] for name in ranges if name not in result["outlier_ranges"]
+    )
 
 
 LOSS_CHECK = """
