@@ -22,6 +22,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 )
 
 from asc_keras.distill.distiller import distillation_loss
+from asc_keras.errors import UserError
 from asc_keras.quantize.twin import TwinResidualNorm
 from asc_keras.utils import atomic_write_text
 
@@ -385,9 +386,17 @@ class EpochCheckpoints(tf_keras.callbacks.Callback):
         epoch = self.latest_epoch()
         if epoch is not None:
             self.checkpoint.optimizer.build(variables)
-            self.checkpoint.restore(
-                self.manager.latest_checkpoint
-            ).assert_existing_objects_matched()
+            try:
+                self.checkpoint.restore(
+                    self.manager.latest_checkpoint
+                ).assert_existing_objects_matched()
+            except (AssertionError, ValueError) as error:  # unmatched / other shapes
+                raise UserError(
+                    f"{self.manager.latest_checkpoint}: a QAT checkpoint of another graph "
+                    "(left by an earlier version of asc_keras?), which this QAT model cannot "
+                    f"resume from; delete {self.directory.parent.parent} and rerun with "
+                    "--resume (the finished stages are kept)"
+                ) from error
             self.history = json.loads((self.directory / f"history-{epoch}.json").read_text())
             print(f"resuming QAT from epoch {epoch} ({self.manager.latest_checkpoint})")
         return epoch

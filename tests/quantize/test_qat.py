@@ -175,3 +175,42 @@ def test_qat_fine_tunes_on_the_distillers_eq5_loss():
     np.testing.assert_allclose(out["kd"], 0.3 * hard + 0.7 * 4.0 * kl, rtol=1e-5)
     np.testing.assert_allclose(out["hard"], hard, rtol=1e-5)
     assert all(np.isfinite(out["loss"])) and out["loss"][1] < out["loss"][0]
+
+
+CHECKPOINT_CHECK = """
+import sys
+import tf_keras
+from asc_keras import ds_flexinet
+from asc_keras.errors import UserError
+from asc_keras.quantize import qat
+from asc_keras.quantize.twin import build_twin
+
+def restored(norm, save=False):
+    model = qat.make_qat_model(build_twin(ds_flexinet("sm1", norm=norm)))
+    optimizer = tf_keras.optimizers.Adam(1e-4)
+    optimizer.build(model.trainable_variables)  # as after a fitted epoch
+    callback = qat.EpochCheckpoints(sys.argv[1], model, optimizer)
+    if save:
+        return callback.on_epoch_end(0, {"loss": 1.0})
+    try:
+        return callback.restore(model.trainable_variables)
+    except UserError as error:
+        return str(error)
+
+restored("residual", save=True)
+print(restored("residual"))  # the same graph: resumes after epoch 1
+print(restored("batch"))  # another graph in the same folder
+"""
+
+
+def test_a_qat_checkpoint_of_another_graph_is_a_clear_error(tmp_path):
+    folder = tmp_path / "quantized" / "qat-checkpoints" / "free"
+    done = subprocess.run(
+        [sys.executable, "-c", CHECKPOINT_CHECK, str(folder)], cwd=ROOT, capture_output=True,
+        text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    same, message = done.stdout.strip().splitlines()[-2:]
+    assert same == "1"
+    assert message.startswith(f"{folder / 'ckpt-1'}: a QAT checkpoint of another graph")
+    assert f"delete {tmp_path / 'quantized'} and rerun with --resume" in message
