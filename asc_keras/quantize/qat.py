@@ -271,21 +271,21 @@ def batch_norm_layers(qat_model):
 
 
 @contextlib.contextmanager
-def _observing_activations(upper_bounds=None):
+def _observing_activations(percentile_ranges=()):
     """Activation quantizers observe instead of quantising: each min / max variable takes the
-    running minimum / maximum (0 included, as TFLite requires) of the tensors it sees; a max
-    variable in `upper_bounds` ({variable.ref(): function of a batch's values}) takes the
-    largest of what that function gives per batch instead."""
+    running minimum / maximum (0 included, as TFLite requires) of the tensors it sees; the
+    max variables in `percentile_ranges` take the largest RANGE_PERCENTILE-th percentile
+    of a batch instead."""
     original = quant_ops.MovingAvgQuantize
     seen = set()
-    upper_bounds = upper_bounds or {}
+    by_percentile = {variable.ref() for variable in percentile_ranges}
 
     def observe(inputs, min_var, max_var, per_channel=False, symmetric=False, **kwargs):
         if per_channel or symmetric:
             raise NotImplementedError("calibration observes per-tensor affine activations only")
         low = tf.minimum(tf.reduce_min(inputs), 0.0)
-        if max_var.ref() in upper_bounds:
-            top = upper_bounds[max_var.ref()](np.asarray(inputs))
+        if max_var.ref() in by_percentile:
+            top = np.percentile(np.asarray(inputs), RANGE_PERCENTILE)
             high = tf.maximum(tf.constant(top, inputs.dtype), 0.0)
         else:
             high = tf.maximum(tf.reduce_max(inputs), 0.0)
@@ -329,29 +329,24 @@ def calibrate(qat_model, batches, outlier_ranges=OUTLIER_RANGES):
     layers = list(batch_norm_layers(qat_model))
     trainable = [layer.trainable for layer in layers]
     norms = list(_residual_norms(qat_model))
-    upper_bounds = {
-        norm.inner_ranges["squared"]["max_var"].ref(): _percentile
-        for norm in norms
-        if "squared" in outlier_ranges
-    }
+    percentile_ranges = [
+        norm.inner_ranges["squared"]["max_var"] for norm in norms if "squared" in outlier_ranges
+    ]
     for layer in layers:
         layer.trainable = False  # tf_keras: a non-trainable BatchNorm runs in inference mode
     try:
-        with _observing_activations(upper_bounds):
+        with _observing_activations(percentile_ranges):
             for features in batches:
                 qat_model(features, training=True)
     finally:
         for layer, was in zip(layers, trainable):
             layer.trainable = was
-    for norm in norms if "rsqrt" in outlier_ranges else ():
-        ranges = norm.inner_ranges
-        variance_step = (ranges["variance"]["max_var"] - ranges["variance"]["min_var"]) / 255
-        largest = 1 / tf.sqrt(variance_step / 2 + norm.epsilon)
-        ranges["rsqrt"]["max_var"].assign(tf.minimum(ranges["rsqrt"]["max_var"], largest))
-
-
-def _percentile(values):
-    return np.percentile(values, RANGE_PERCENTILE)
+    if "rsqrt" in outlier_ranges:
+        for norm in norms:
+            ranges = norm.inner_ranges
+            step = (ranges["variance"]["max_var"] - ranges["variance"]["min_var"]) / 255
+            largest = 1 / tf.sqrt(step / 2 + norm.epsilon)
+            ranges["rsqrt"]["max_var"].assign(tf.minimum(ranges["rsqrt"]["max_var"], largest))
 
 
 def _residual_norms(qat_model):
