@@ -38,7 +38,7 @@ from asc_keras.distill import (
     TeacherLogits,
     load_logits,
 )
-from asc_keras.distill.fusion import fusion_report
+from asc_keras.distill.fusion import fusion_report, sharpening_warning
 from asc_keras.distribution import (
     Distribution,
     setup_distribution,
@@ -247,6 +247,9 @@ def fusion_stage(config, run_dir, splits, logit_files):
     print(format_reports(reports, title=TEACHER_TABLE))
     weights = ", ".join(f"{w:.3f}" for w in fused["fused"].extra["fusion_weights"])
     print(f"fused teacher weights: {weights}")
+    warning = sharpening_warning(reports, config.data.eval_split)
+    if warning and method == "fused":
+        print(warning)
     if not path.is_file():
         fused[method].save(path)
     return load_logits(path), reports

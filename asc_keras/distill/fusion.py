@@ -86,6 +86,22 @@ def fuse_teachers(teachers, method, train_filenames=None, train_labels=None):
     )
 
 
+def sharpening_warning(reports, split="evaluate"):
+    """A line when the fused logits lose more (log loss) than the averaged ones on `split`,
+    else None. The fusion is fitted on the training clips, which the teachers have seen:
+    there its weights can grow to make confident logits more confident (their sum above 1),
+    and a student distilled from them learns that overconfidence."""
+    fused, averaged = reports.get(f"fused ({split})"), reports.get(f"averaged ({split})")
+    if fused is None or averaged is None or fused["log_loss"] <= averaged["log_loss"]:
+        return None
+    return (
+        f"warning: the fused teacher logits have a higher log loss on {split} than the "
+        f"averaged ones ({fused['log_loss']:.3f} > {averaged['log_loss']:.3f}): the fusion, "
+        f"fitted on the training clips the teachers learned, sharpens them; "
+        f"teachers.fusion: averaged may distil better"
+    )
+
+
 def fusion_report(teachers, splits):
     """Averaged and fused logits of `teachers`, and accuracy reports per device of each
     teacher and of both fusions on every split they cover."""

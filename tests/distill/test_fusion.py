@@ -3,7 +3,8 @@ import pytest
 
 from asc_keras.data.tau22 import CLASSES
 from asc_keras.distill import LogitFileError, TeacherLogits, fuse_teachers, load_logits
-from asc_keras.distill.fusion import cross_entropy, fit_fusion
+from asc_keras.distill.fusion import cross_entropy, fit_fusion, sharpening_warning
+from asc_keras.evaluation.metrics import device_report
 
 
 def noisy_teachers(labels, scales, seed=0):
@@ -31,6 +32,38 @@ def test_fused_is_at_least_as_good_as_averaged_on_the_training_split():
     weights = fused.extra["fusion_weights"]
     assert weights[0] > weights[2] > weights[1]  # the reliable teacher weighs most
     np.testing.assert_allclose(averaged.extra["fusion_weights"], [1 / 3] * 3)
+
+
+@pytest.mark.parametrize("memorised", [False, True])
+def test_fused_logits_sharper_than_they_are_good_are_reported(memorised):
+    """Teachers that learned their training clips (a clear label there, a faint one on clips
+    they did not see) get fusion weights that sharpen every logit: on the evaluate split the
+    fused log loss exceeds the averaged one, and the recipe prints a warning. Teachers as
+    reliable on both splits give no warning."""
+    rng = np.random.default_rng(4)
+    labels = {split: rng.integers(0, 10, 400) for split in ("train", "evaluate")}
+    scales = {"train": [4.0, 3.0] if memorised else [1.0, 0.6], "evaluate": [1.0, 0.6]}
+    names = {s: [f"audio/{s}-{i}.wav" for i in range(400)] for s in labels}
+    logits = {s: noisy_teachers(labels[s], scales[s], seed=len(s)) for s in labels}
+    teachers = [
+        TeacherLogits(names["train"] + names["evaluate"], np.concatenate([train, evaluate]))
+        for train, evaluate in zip(logits["train"], logits["evaluate"])
+    ]
+    reports = {}
+    for method in ("averaged", "fused"):
+        fused = fuse_teachers(teachers, method, names["train"], labels["train"])
+        for split in labels:
+            z = fused.aligned_to(names[split])
+            reports[f"{method} ({split})"] = device_report(labels[split], z, ["a"] * 400)
+    warning = sharpening_warning(reports, "evaluate")
+    if memorised:
+        assert sum(fused.extra["fusion_weights"]) > 1.5  # sharper than the average
+        loss = {m: reports[f"{m} (evaluate)"]["log_loss"] for m in ("fused", "averaged")}
+        assert f"({loss['fused']:.3f} > {loss['averaged']:.3f})" in warning
+        assert "teachers.fusion: averaged" in warning
+    else:
+        assert warning is None
+    assert sharpening_warning({}, "evaluate") is None  # no evaluate logits: nothing to say
 
 
 def test_fit_fusion_gradient_matches_finite_differences():
