@@ -2,6 +2,8 @@
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
 
 from asc_keras.errors import UserError
 from asc_keras.evaluation.tflite import interpreter
@@ -23,6 +25,10 @@ def convert(model, representative=None, int8=True):
     spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
     function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    # The converter's default detour through a temporary SavedModel gives the same ops,
+    # tensors and outputs as converting the frozen function directly, plus a signature, and
+    # takes ten times as long (15-38 s against 1.3-2.5 s for sm1); the signature is added below.
+    converter.experimental_lower_to_saved_model = False
     if int8:
         if representative is None:
             raise ValueError("int8 conversion needs representative input batches")
@@ -38,7 +44,27 @@ def convert(model, representative=None, int8=True):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return converter.convert()
+    return with_serving_signature(converter.convert())
+
+
+def with_serving_signature(model_bytes):
+    """`model_bytes` with the signature a SavedModel conversion writes (serving_default:
+    input x, output output_0), for LiteRT's `get_signature_runner()`."""
+    model = flatbuffer_utils.read_model_from_bytearray(model_bytes)
+    graph = model.subgraphs[0]
+
+    def tensor(name, index):
+        entry = schema.TensorMapT()
+        entry.name, entry.tensorIndex = name, int(index)
+        return entry
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey = "serving_default"
+    signature.subgraphIndex = 0
+    signature.inputs = [tensor("x", graph.inputs[0])]
+    signature.outputs = [tensor("output_0", graph.outputs[0])]
+    model.signatureDefs = [signature]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def op_table(model_bytes):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from asc_keras import ds_flexinet
 from asc_keras.quantize.convert import NotInt8Error, check_int8, convert, op_table
@@ -17,6 +18,20 @@ def test_int8_conversion_passes_the_check_and_float_is_refused():
     norms = sum(type(layer).__name__ == "TwinResidualNorm" for layer in twin.layers)
     assert norms > 0 and [op for op, _, _ in op_table(int8)].count("MEAN") == norms
     assert "FULLY_CONNECTED" not in ops  # the head converts as a 1x1 convolution
+    # Converted straight from the frozen function, with the signature a SavedModel gives:
+    # LiteRT's signature runner and plain invoke() agree.
+    runner = tf.lite.Interpreter(model_content=int8)
+    assert runner.get_signature_list() == {
+        "serving_default": {"inputs": ["x"], "outputs": ["output_0"]}
+    }
+    clip = np.random.default_rng(1).integers(-128, 128, (1, 256, 64, 1), dtype=np.int8)
+    signed = runner.get_signature_runner()(x=clip)["output_0"]
+    runner.allocate_tensors()
+    runner.set_tensor(runner.get_input_details()[0]["index"], clip)
+    runner.invoke()
+    np.testing.assert_array_equal(
+        signed, runner.get_tensor(runner.get_output_details()[0]["index"])
+    )
     with pytest.raises(NotInt8Error, match=r"float sm1 computes in floating point in \d+ op"):
         check_int8(convert(twin, int8=False), "float sm1")
     with pytest.raises(ValueError, match="representative"):
