@@ -204,6 +204,10 @@ def run_result(run_dir):
     if int8_path.is_file():
         result["int8"] = _group_accuracies(json.loads(int8_path.read_text()))
         result["qat_drop"] = result["float"]["overall"] - result["int8"]["overall"]
+    reference_path = run_dir / "quantized" / "report_int8_reference.json"
+    if reference_path.is_file():  # TFLite Micro's arithmetic (runs since this report exists)
+        reference = _group_accuracies(json.loads(reference_path.read_text()))
+        result["qat_drop_reference"] = result["float"]["overall"] - reference["overall"]
     result["seconds"] = _seconds(run_dir)
     result["teachers"] = {
         name.removesuffix(" (evaluate)"): 100 * report["accuracy"]
@@ -357,9 +361,10 @@ def summarize(experiment, results):
                 mean, std = _mean_std(values)
                 line[f"{precision}_{group}_mean"] = mean
                 line[f"{precision}_{group}_std"] = std
-        drops = [r["qat_drop"] for r in mine if "qat_drop" in r]
-        line["qat_drop_mean"] = _mean_std(drops)[0]
-        line["qat_drop_worst"] = max(drops) if drops else None
+        for key in ("qat_drop", "qat_drop_reference"):
+            drops = [r[key] for r in mine if key in r]
+            line[f"{key}_mean"] = _mean_std(drops)[0]
+            line[f"{key}_worst"] = max(drops) if drops else None
         seconds = [r["seconds"] for r in mine if r["seconds"] is not None]
         line["seconds_per_run"] = _mean_std(seconds)[0]
         teachers = [r["teachers"] for r in mine if r["teachers"]]
@@ -376,6 +381,7 @@ def _flat_runs(results):
             for group in GROUPS:
                 line[f"{precision}_{group}"] = r.get(precision, {}).get(group)
         line["qat_drop"] = r.get("qat_drop")
+        line["qat_drop_reference"] = r.get("qat_drop_reference")
         line["seconds"] = r["seconds"]
         flat.append(line)
     return flat
@@ -421,12 +427,13 @@ def results_markdown(experiment, table, seconds=None):
         "",
         f"Mean ± standard deviation over {seeds} seed{'s' if seeds > 1 else ''} "
         f"(training.seed + 0..{seeds - 1}); every row starts from {experiment.config_path.name}. "
-        f"int8: the QAT model in LiteRT; QAT drop: float - int8 overall, in points (mean, "
-        f"worst seed).",
+        f"int8: the QAT model in LiteRT (builtin kernels); QAT drop: float - int8 overall, "
+        f"in points (mean / worst seed); reference kernels: the same with LiteRT's reference "
+        f"kernels, TFLite Micro's arithmetic (from runs that report it).",
     ]
     headers = ["row", "runs"]
     headers += [f"float {g}" for g in GROUPS] + [f"int8 {g}" for g in GROUPS]
-    headers += ["QAT drop", "time per run"]
+    headers += ["QAT drop", "reference kernels", "time per run"]
     for title in dict.fromkeys(line["table"] for line in table):
         lines = [line for line in table if line["table"] == title]
         rows = []
@@ -437,8 +444,9 @@ def results_markdown(experiment, table, seconds=None):
                     _cell(line[f"{precision}_{g}_mean"], line[f"{precision}_{g}_std"])
                     for g in GROUPS
                 ]
-            drop = line["qat_drop_mean"]
-            cells.append("-" if drop is None else f"{drop:.2f} / {line['qat_drop_worst']:.2f}")
+            for key in ("qat_drop", "qat_drop_reference"):
+                drop, worst = line[f"{key}_mean"], line[f"{key}_worst"]
+                cells.append("-" if drop is None else f"{drop:.2f} / {worst:.2f}")
             cells.append(format_seconds(line["seconds_per_run"]))
             rows.append(cells)
         parts += ["", f"## {title}", "", *_markdown_table(headers, rows)]

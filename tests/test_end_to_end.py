@@ -92,6 +92,24 @@ def test_the_whole_recipe_ends_with_a_checked_int8_model(tiny_recipe, tmp_path):
         json.loads((run / "quantized" / "report_int8.json").read_text())["accuracy"]
     )
     assert "S6" in evaluated.stdout
+    # The run also reports the int8 model with LiteRT's reference kernels (TFLite Micro's
+    # arithmetic); evaluate.py --reference-kernels gives the same figure.
+    reference = json.loads((run / "quantized" / "report_int8_reference.json").read_text())
+    assert quantized["accuracy"]["int8 QAT, reference kernels"] == reference["accuracy"]
+    assert quantized["qat_drop_points_reference"] == pytest.approx(
+        100 * (quantized["accuracy"]["float Keras"] - reference["accuracy"])
+    )
+    assert "LiteRT's reference kernels" in quantized["kernels"]["accuracy_reference"]
+    run_tool(
+        "evaluate.py",
+        run / "quantized" / "model_int8.tflite",
+        config,
+        "--out",
+        tmp_path / "eval",
+        "--reference-kernels",
+    )
+    evaluated = json.loads((tmp_path / "eval" / "model_int8_evaluate_reference.json").read_text())
+    assert evaluated["accuracy"] == pytest.approx(reference["accuracy"])
 
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(config.read_text().replace("variant: sm1", "variant: sm1\n  num_classes: 5"))

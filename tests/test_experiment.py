@@ -67,7 +67,7 @@ def test_rows_with_the_same_config_share_their_runs(tmp_path):
         load_experiment(path, tables=["VI"])
 
 
-def result(table, row, seed, float_overall, int8_overall, seconds=60.0):
+def result(table, row, seed, float_overall, int8_overall, seconds=60.0, reference=None):
     groups = {"A": float_overall + 5, "seen": float_overall + 1, "unseen": float_overall - 3}
     return {
         "table": table,
@@ -76,6 +76,7 @@ def result(table, row, seed, float_overall, int8_overall, seconds=60.0):
         "float": {**groups, "overall": float_overall},
         "int8": {**{g: v - 1 for g, v in groups.items()}, "overall": int8_overall},
         "qat_drop": float_overall - int8_overall,
+        **({"qat_drop_reference": float_overall - reference} if reference is not None else {}),
         "seconds": seconds,
         "teachers": {"fused": 70.0},
     }
@@ -87,8 +88,8 @@ def test_the_table_gives_mean_std_qat_drop_and_time_per_row(tmp_path):
     )
     experiment = load_experiment(path)
     results = [
-        result("IV", "none", 0, 60.0, 59.5, 100),
-        result("IV", "none", 1, 62.0, 61.0, 120),
+        result("IV", "none", 0, 60.0, 59.5, 100, reference=59.0),
+        result("IV", "none", 1, 62.0, 61.0, 120, reference=62.5),
         result("IV", "none", 2, 64.0, 62.5, 110),
         result("IV", "fused", 0, 66.0, 65.8),
     ]
@@ -102,10 +103,15 @@ def test_the_table_gives_mean_std_qat_drop_and_time_per_row(tmp_path):
     assert none["qat_drop_mean"] == pytest.approx(1.0)
     assert none["qat_drop_worst"] == pytest.approx(1.5)
     assert none["seconds_per_run"] == pytest.approx(110)
+    # Only the runs that report the reference kernels count there.
+    assert none["qat_drop_reference_mean"] == pytest.approx(0.25)
+    assert none["qat_drop_reference_worst"] == pytest.approx(1.0)
+    assert fused["qat_drop_reference_mean"] is None
     assert fused["float_overall_std"] == 0.0
     text = results_markdown(experiment, table, {"teachers": 30, "runs": 400})
     assert "| none | 3/3 | 67.00 ± 2.00 | 63.00 ± 2.00 | 59.00 ± 2.00 | 62.00 ± 2.00 |" in text
-    assert "| 1.00 / 1.50 | 1 min 50 s |" in text
+    assert "| 1.00 / 1.50 | 0.25 / 1.00 | 1 min 50 s |" in text
+    assert "| 0.20 / 0.20 | - | 1 min 0 s |" in text
     assert "incomplete: 4 of 6 runs" in text
     assert "float overall, best first: fused 66.00 > none 62.00" in text
     assert "QAT lost more than 1 point on some seed: none (1.50)" in text

@@ -171,8 +171,13 @@ def _html_table(title, reports):
 def _int8_section(quantized):
     micro = quantized.get("micro", {})
     lines = [
-        f"Accuracy drop, float to int8: QAT {quantized['qat_drop_points']:.2f} points, "
-        f"post-training quantization {quantized['ptq_drop_points']:.2f} points.",
+        f"Accuracy drop, float to int8: QAT {quantized['qat_drop_points']:.2f} points"
+        + (
+            f" ({quantized['qat_drop_points_reference']:.2f} with the reference kernels)"
+            if "qat_drop_points_reference" in quantized
+            else ""
+        )
+        + f", post-training quantization {quantized['ptq_drop_points']:.2f} points.",
         f"int8 ops: {', '.join(quantized.get('int8_ops', []))}.",
         f"tf_keras twin of the student: largest logit difference "
         f"{quantized.get('twin_max_difference', float('nan')):.2g}.",
@@ -180,6 +185,8 @@ def _int8_section(quantized):
     kernels = quantized.get("kernels", {})
     if "accuracy" in kernels:
         lines.append(f"The int8 accuracy is from {kernels['accuracy']}.")
+    if "accuracy_reference" in kernels:
+        lines.append(f"With {kernels['accuracy_reference']}.")
     if micro:
         same = micro.get("micro_same_class_as_reported")
         lines.append(
