@@ -3,6 +3,7 @@ conftest.py), then the int8 tools."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,22 @@ def test_the_whole_recipe_ends_with_a_checked_int8_model(tiny_recipe, tmp_path):
     )
     evaluated = json.loads((tmp_path / "eval" / "model_int8_evaluate_reference.json").read_text())
     assert evaluated["accuracy"] == pytest.approx(reference["accuracy"])
+    # A run quantized before this report existed gets it from the stage's --reference-report.
+    old = tmp_path / "old-run"
+    (old / "quantized").mkdir(parents=True)
+    shutil.copy(run / "config.yaml", old)
+    for name in ("summary.json", "model_int8.tflite"):
+        shutil.copy(run / "quantized" / name, old / "quantized")
+    stage = [sys.executable, "-m", "asc_keras.quantize.stage", "--reference-report"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([*stage, old], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{100 * reference['accuracy']:.2f} %" in done.stdout
+    again = json.loads((old / "quantized" / "report_int8_reference.json").read_text())
+    assert again["accuracy"] == reference["accuracy"]
+    (old / "quantized" / "summary.json").unlink()
+    refused = subprocess.run([*stage, old], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert refused.returncode == 2 and "has not finished (no summary.json)" in refused.stderr
 
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(config.read_text().replace("variant: sm1", "variant: sm1\n  num_classes: 5"))

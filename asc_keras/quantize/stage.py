@@ -24,6 +24,7 @@ from asc_keras.data.pipeline import (  # noqa: E402
     steps_per_epoch,
 )
 from asc_keras.distill import load_logits  # noqa: E402
+from asc_keras.errors import UserError  # noqa: E402
 from asc_keras.evaluation import device_report, format_reports  # noqa: E402
 from asc_keras.evaluation.report import write_report  # noqa: E402
 from asc_keras.evaluation.run_page import INT8_TABLE  # noqa: E402
@@ -245,10 +246,31 @@ def main(argv=None):
         help="the stage folder whose last.keras becomes int8",
     )
     parser.add_argument("--progress", type=int, default=2, help="Keras fit verbosity")
+    parser.add_argument(
+        "--reference-report",
+        action="store_true",
+        help="only write quantized/report_int8_reference.json of a finished stage (for runs "
+        "quantized before that report existed)",
+    )
     args = parser.parse_args(argv)
     with RunLock(args.run_dir):  # inherited from the run that started this process, if any
-        quantize_run(args.run_dir, args.progress, args.student)
+        if args.reference_report:
+            report = write_reference_report(args.run_dir)
+            print(f"int8 QAT, reference kernels: {100 * report['accuracy']:.2f} %")
+        else:
+            quantize_run(args.run_dir, args.progress, args.student)
     return 0
+
+
+def write_reference_report(run_dir):
+    """`reference_report` of a run whose QAT stage has finished."""
+    out = Path(run_dir) / "quantized"
+    if not (out / "summary.json").is_file():
+        raise UserError(f"{out}: the QAT stage has not finished (no summary.json)")
+    config = load_config(Path(run_dir) / "config.yaml")
+    splits = Splits.open(config, progress=False)
+    eval_batches = make_dataset(splits.evaluate, config, batch_size=config.training.batch_size)
+    return reference_report((out / "model_int8.tflite").read_bytes(), eval_batches, splits, out)
 
 
 if __name__ == "__main__":
