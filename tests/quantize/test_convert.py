@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from asc_keras import ds_flexinet
 from asc_keras.quantize.convert import NotInt8Error, check_int8, convert, op_table
@@ -20,7 +20,7 @@ def test_int8_conversion_passes_the_check_and_float_is_refused():
     assert "FULLY_CONNECTED" not in ops  # the head converts as a 1x1 convolution
     # Converted straight from the frozen function, with the signature a SavedModel gives:
     # LiteRT's signature runner and plain invoke() agree.
-    runner = tf.lite.Interpreter(model_content=int8)
+    runner = Interpreter(model_content=int8)
     assert runner.get_signature_list() == {
         "serving_default": {"inputs": ["x"], "outputs": ["output_0"]}
     }
