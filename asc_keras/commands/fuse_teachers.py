@@ -7,7 +7,7 @@ from asc_keras import cli
 from asc_keras.config import Config, load_config
 from asc_keras.data.pipeline import Splits, with_data_root
 from asc_keras.distill import load_logits
-from asc_keras.distill.fusion import fusion_report
+from asc_keras.distill.fusion import fusion_report, sharpening_warning
 from asc_keras.evaluation import format_reports
 
 
@@ -32,6 +32,9 @@ def main(argv=None):
     print(
         "fused bias per class:", [round(float(b), 4) for b in fused["fused"].extra["fusion_bias"]]
     )
+    warning = sharpening_warning(reports, config.data.eval_split, remedy="--method averaged")
+    if warning and args.method == "fused":
+        print(warning)
     fused[args.method].save(args.output)
     print(
         f"wrote {args.method} logits of {len(fused[args.method].filenames)} clips to {args.output}"

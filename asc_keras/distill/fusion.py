@@ -86,7 +86,7 @@ def fuse_teachers(teachers, method, train_filenames=None, train_labels=None):
     )
 
 
-def sharpening_warning(reports, split="evaluate"):
+def sharpening_warning(reports, split="evaluate", remedy="teachers.fusion: averaged"):
     """A line when the fused logits lose more (log loss) than the averaged ones on `split`,
     else None. The fusion is fitted on the training clips, which the teachers have seen:
     there its weights can grow to make confident logits more confident (their sum above 1),
@@ -98,7 +98,7 @@ def sharpening_warning(reports, split="evaluate"):
         f"warning: the fused teacher logits have a higher log loss on {split} than the "
         f"averaged ones ({fused['log_loss']:.3f} > {averaged['log_loss']:.3f}): the fusion, "
         f"fitted on the training clips the teachers learned, sharpens them; "
-        f"teachers.fusion: averaged may distil better"
+        f"{remedy} may distil better"
     )
 
 

@@ -158,3 +158,29 @@ def test_published_pt_logits_are_rows_of_meta_csv(synthetic_root, tmp_path):
     (tmp_path / "damaged.pt").write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(LogitFileError, match="damaged.pt: not a readable PyTorch tensor file"):
         load_logits(tmp_path / "damaged.pt", root=synthetic_root)
+
+
+def test_the_fusion_tool_warns_about_sharpened_logits(synthetic_root, tmp_path, capsys):
+    """tools/fuse_teachers.py prints the same warning, with its own remedy."""
+    from asc_keras.commands import fuse_teachers as tool
+    from asc_keras.config import config_from_dict
+    from asc_keras.data.pipeline import Splits
+
+    splits = Splits.open(config_from_dict({"data": {"root": str(synthetic_root)}}))
+    rng = np.random.default_rng(5)
+    files = []
+    for index, scale in enumerate([4.0, 3.0]):  # a clear label on the training clips only
+        logits = {}
+        for split, strength in (("train", scale), ("evaluate", 0.5)):
+            labels = np.asarray(splits.labels(split))
+            z = strength * np.eye(10)[labels] + rng.normal(0, 1.0, (len(labels), 10))
+            logits.update(zip(getattr(splits, split).filenames, z))
+        path = tmp_path / f"t{index}.npz"
+        TeacherLogits(list(logits), np.stack(list(logits.values()))).save(path)
+        files.append(path)
+    out = tmp_path / "fused.npz"
+    assert tool.main([*map(str, files), "-o", str(out), "--data-root", str(synthetic_root)]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: the fused teacher logits have a higher log loss on evaluate" in printed
+    assert "--method averaged may distil better" in printed
+    assert out.is_file()
