@@ -38,7 +38,7 @@ from asc_keras.distill import (
     TeacherLogits,
     load_logits,
 )
-from asc_keras.distill.fusion import fusion_report, sharpening_warning
+from asc_keras.distill.fusion import fusion_report, report_title, sharpening_warning
 from asc_keras.distribution import (
     Distribution,
     setup_distribution,
@@ -51,8 +51,6 @@ from asc_keras.models import build_model
 from asc_keras.run_folder import check_config, locked_run_folder
 from asc_keras.training import TrainingError, fit_stage
 from asc_keras.utils import atomic_write_text
-
-TEACHER_TABLE = "Teacher logits: accuracy (%) per device"
 
 
 def predict_logits(model, cache, config):
@@ -240,14 +238,14 @@ def train_teacher(config, stage_dir, splits, *, resume=False, verbose=1, distrib
 def fusion_stage(config, run_dir, splits, logit_files):
     """Fuses (or averages) the teacher logits into teachers/<method>.npz and prints how each
     teacher and each fusion does per device."""
-    method = config.teachers.fusion
+    method, data = config.teachers.fusion, config.data
     path = Path(run_dir) / "teachers" / f"{method}.npz"
-    root = config.data.root
+    root = data.root
     fused, reports = fusion_report([load_logits(f, root=root) for f in logit_files], splits)
-    print(format_reports(reports, title=TEACHER_TABLE))
+    print(format_reports(reports, title=report_title(data.train_split, data.eval_split)))
     weights = ", ".join(f"{w:.3f}" for w in fused["fused"].extra["fusion_weights"])
     print(f"fused teacher weights: {weights}")
-    warning = sharpening_warning(reports, config.data.eval_split)
+    warning = sharpening_warning(reports, data.eval_split)
     if warning and method == "fused":
         print(warning)
     if not path.is_file():
@@ -298,7 +296,7 @@ def _run_stages(config, run_dir, *, config_path, stages, lock, page):
             k: {"accuracy": v["accuracy"], "devices": v["devices"]}
             for k, v in teacher_reports.items()
         }
-        show(TEACHER_TABLE, teacher_reports)
+        show(report_title(config.data.train_split, config.data.eval_split), teacher_reports)
 
     title = f"Float student on {config.data.eval_split}: accuracy (%) per device"
     source = f"distilled from {config.teachers.fusion} logits" if teacher else "labels only"
@@ -342,7 +340,7 @@ def distillation_verdict(config, reports, teacher_reports):
     split = config.data.eval_split
     distilled = reports["student"]["accuracy"]
     verdict = {"distilled": distilled}
-    teachers = teacher_reports.get(f"{config.teachers.fusion} ({split})")
+    teachers = teacher_reports.get(f"{config.teachers.fusion} (evaluate)")  # fusion_report's
     alone = reports.get("student, no teacher")
     if alone is not None:
         points = 100 * (distilled - alone["accuracy"])

@@ -7,7 +7,7 @@ from asc_keras import cli
 from asc_keras.config import Config, load_config
 from asc_keras.data.pipeline import Splits, with_data_root
 from asc_keras.distill import load_logits
-from asc_keras.distill.fusion import fusion_report, sharpening_warning
+from asc_keras.distill.fusion import fusion_report, report_title, sharpening_warning
 from asc_keras.evaluation import format_reports
 
 
@@ -24,7 +24,8 @@ def main(argv=None):
     teachers = [load_logits(path, root=config.data.root) for path in args.logits]
     splits = Splits.open(config)
     fused, reports = fusion_report(teachers, splits)
-    print(format_reports(reports, title="Teacher logits: accuracy (%) per device"))
+    data = config.data
+    print(format_reports(reports, title=report_title(data.train_split, data.eval_split)))
     print(
         "fused weights per teacher:",
         [round(float(w), 4) for w in fused["fused"].extra["fusion_weights"]],
@@ -32,7 +33,7 @@ def main(argv=None):
     print(
         "fused bias per class:", [round(float(b), 4) for b in fused["fused"].extra["fusion_bias"]]
     )
-    warning = sharpening_warning(reports, config.data.eval_split, remedy="--method averaged")
+    warning = sharpening_warning(reports, data.eval_split, remedy="--method averaged")
     if warning and args.method == "fused":
         print(warning)
     fused[args.method].save(args.output)

@@ -87,11 +87,12 @@ def fuse_teachers(teachers, method, train_filenames=None, train_labels=None):
 
 
 def sharpening_warning(reports, split="evaluate", remedy="teachers.fusion: averaged"):
-    """A line when the fused logits lose more (log loss) than the averaged ones on `split`,
-    else None. The fusion is fitted on the training clips, which the teachers have seen:
-    there its weights can grow to make confident logits more confident (their sum above 1),
-    and a student distilled from them learns that overconfidence."""
-    fused, averaged = reports.get(f"fused ({split})"), reports.get(f"averaged ({split})")
+    """A line when the fused logits of `reports` (fusion_report's) lose more (log loss) than
+    the averaged ones on the evaluation split, named `split` in the line, else None. The
+    fusion is fitted on the training clips, which the teachers have seen: there its weights
+    can grow to make confident logits more confident (their sum above 1), and a student
+    distilled from them learns that overconfidence."""
+    fused, averaged = (reports.get(f"{name} (evaluate)") for name in ("fused", "averaged"))
     if fused is None or averaged is None or fused["log_loss"] <= averaged["log_loss"]:
         return None
     return (
@@ -102,9 +103,20 @@ def sharpening_warning(reports, split="evaluate", remedy="teachers.fusion: avera
     )
 
 
+def report_title(train_split, eval_split):
+    """The title of fusion_report's table; it names the splits behind the roles when they
+    are not the roles' own names."""
+    title = "Teacher logits: accuracy (%) per device"
+    if (train_split, eval_split) != ("train", "evaluate"):
+        title += f" (train: split {train_split!r}, evaluate: split {eval_split!r})"
+    return title
+
+
 def fusion_report(teachers, splits):
     """Averaged and fused logits of `teachers`, and accuracy reports per device of each
-    teacher and of both fusions on every split they cover."""
+    teacher and of both fusions on every split they cover. The reports are keyed
+    "<name> (train)" and "<name> (evaluate)" by the split's role in `splits`, whatever the
+    config's data.train_split and data.eval_split call them (see report_title)."""
     for teacher in teachers:
         teacher.aligned_to(splits.train.filenames)  # every training clip must be covered
     fused = {

@@ -4,7 +4,6 @@ import pytest
 from asc_keras.data.tau22 import CLASSES
 from asc_keras.distill import LogitFileError, TeacherLogits, fuse_teachers, load_logits
 from asc_keras.distill.fusion import cross_entropy, fit_fusion, sharpening_warning
-from asc_keras.evaluation.metrics import device_report
 
 
 def noisy_teachers(labels, scales, seed=0):
@@ -35,35 +34,59 @@ def test_fused_is_at_least_as_good_as_averaged_on_the_training_split():
 
 
 @pytest.mark.parametrize("memorised", [False, True])
-def test_fused_logits_sharper_than_they_are_good_are_reported(memorised):
+def test_fused_logits_sharper_than_they_are_good_are_reported(memorised, tmp_path, capsys):
     """Teachers that learned their training clips (a clear label there, a faint one on clips
-    they did not see) get fusion weights that sharpen every logit: on the evaluate split the
-    fused log loss exceeds the averaged one, and the recipe prints a warning. Teachers as
-    reliable on both splits give no warning."""
+    they did not see) get fusion weights that sharpen every logit: on the evaluation split
+    the fused log loss exceeds the averaged one, and the recipe's fusion stage prints a
+    warning. Teachers as reliable on both splits give no warning. The config names its
+    splits "development" and "test": the warning and the distillation verdict find the
+    teachers' evaluation reports under any split names."""
+    from asc_keras.config import config_from_dict
+    from asc_keras.data.cache import WaveformCache
+    from asc_keras.data.pipeline import Splits
+    from asc_keras.data.tau22 import Record
+    from asc_keras.recipe import distillation_verdict, fusion_stage
+
     rng = np.random.default_rng(4)
     labels = {split: rng.integers(0, 10, 400) for split in ("train", "evaluate")}
     scales = {"train": [4.0, 3.0] if memorised else [1.0, 0.6], "evaluate": [1.0, 0.6]}
     names = {s: [f"audio/{s}-{i}.wav" for i in range(400)] for s in labels}
     logits = {s: noisy_teachers(labels[s], scales[s], seed=len(s)) for s in labels}
-    teachers = [
-        TeacherLogits(names["train"] + names["evaluate"], np.concatenate([train, evaluate]))
-        for train, evaluate in zip(logits["train"], logits["evaluate"])
-    ]
-    reports = {}
-    for method in ("averaged", "fused"):
-        fused = fuse_teachers(teachers, method, names["train"], labels["train"])
-        for split in labels:
-            z = fused.aligned_to(names[split])
-            reports[f"{method} ({split})"] = device_report(labels[split], z, ["a"] * 400)
-    warning = sharpening_warning(reports, "evaluate")
+    files = []
+    for i, (train, evaluate) in enumerate(zip(logits["train"], logits["evaluate"])):
+        files.append(tmp_path / f"teacher-{i}.npz")
+        TeacherLogits(names["train"] + names["evaluate"], np.concatenate([train, evaluate])).save(
+            files[-1]
+        )
+    caches = {
+        split: WaveformCache.from_arrays(
+            [Record(n, int(y), "a", "lyon", "lyon-1") for n, y in zip(names[split], labels[split])],
+            np.zeros((400, 8)),
+        )
+        for split in labels
+    }
+    config = config_from_dict({"data": {"train_split": "development", "eval_split": "test"}})
+    fused, reports = fusion_stage(
+        config, tmp_path / "run", Splits(caches["train"], caches["evaluate"]), files
+    )
+    printed = capsys.readouterr().out
+    assert "(train: split 'development', evaluate: split 'test')" in printed
+    warning = sharpening_warning(reports, "test")
     if memorised:
         assert sum(fused.extra["fusion_weights"]) > 1.5  # sharper than the average
         loss = {m: reports[f"{m} (evaluate)"]["log_loss"] for m in ("fused", "averaged")}
+        assert loss["fused"] > loss["averaged"]
+        assert "have a higher log loss on test than the averaged ones" in warning
         assert f"({loss['fused']:.3f} > {loss['averaged']:.3f})" in warning
-        assert "teachers.fusion: averaged" in warning
+        assert "teachers.fusion: averaged" in warning and warning in printed
     else:
-        assert warning is None
-    assert sharpening_warning({}, "evaluate") is None  # no evaluate logits: nothing to say
+        assert warning is None and "warning" not in printed
+    verdict = distillation_verdict(config, {"student": {"accuracy": 0.5}}, reports)
+    assert verdict["teachers"] == reports["fused (evaluate)"]["accuracy"]
+    teachers = 100 * verdict["teachers"]
+    assert "50.00 % on test (set" in verdict["verdict"]
+    assert f"the fused teachers score {teachers:.2f} %" in verdict["verdict"]
+    assert sharpening_warning({}, "test") is None  # no evaluation logits: nothing to say
 
 
 def test_fit_fusion_gradient_matches_finite_differences():
