@@ -75,15 +75,17 @@ def synthetic_config(synthetic_root, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_recipe(synthetic_root, tmp_path_factory):
-    """The whole recipe in miniature, run once through tools/train.py: one teacher, fusion,
-    the distilled student, the student on labels alone, QAT (2 free epochs, 1 frozen), int8
-    export and checks. While it trains, a second run on its folder is tried (and refused),
-    and a run killed at every stage is started beside it (`tiny_recipe["killed"]`)."""
+    """The whole recipe in miniature, run once through tools/train.py with a 128-bin front end
+    (hop 640: inputs of 128 x 50): one teacher, fusion, the distilled student, the student on
+    labels alone, QAT (2 free epochs, 1 frozen), int8 export and checks. While it trains, a
+    second run on its folder is tried (and refused), and a run killed at every stage is
+    started beside it (`tiny_recipe["killed"]`)."""
     folder = tmp_path_factory.mktemp("faults")
     (folder / "teacher.yaml").write_text(
         yaml.safe_dump(
             {
                 "augment": {"dir": {"probability": 0.4}},  # the run's folder
+                "frontend": {"n_mels": 128, "hop_length": 640},
                 "model": {"architecture": "cp_resnet", "width": 4},
                 "training": {"epochs": 4, "batch_size": 16, "warmup_epochs": 1},
                 "distillation": {"enabled": False},
@@ -96,6 +98,9 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
             {
                 "data": {"root": str(synthetic_root), "cache_dir": str(folder / "cache")},
                 "augment": {"dir": {"folder": "impulse_responses", "energy_threshold": "auto"}},
+                # Not the paper's front end (256 bins, hop 500): every stage and tool must
+                # take the shape from the config. Half the input also halves the test's time.
+                "frontend": {"n_mels": 128, "hop_length": 640},
                 "model": {"variant": "sm1"},
                 "training": {"epochs": 4, "batch_size": 16, "warmup_epochs": 1},
                 "teachers": {"train_count": 1, "config": "teacher.yaml"},

@@ -81,6 +81,18 @@ def test_the_whole_recipe_ends_with_a_checked_int8_model(tiny_recipe, tmp_path):
     counted = count_model(student)
     assert folded_param_count(counted) <= count_tflite(int8_bytes)["params"] <= counted.params
 
+    # The config's front end (128 bins, hop 640) shapes every model the run writes, and the
+    # run's tools take it from the run's config.yaml.
+    import numpy as np
+
+    from asc_keras.evaluation.tflite import TFLiteClassifier
+    from asc_keras.inference import Classifier
+
+    assert student.input_shape == (None, 128, 50, 1)  # 32000 samples // 640
+    assert TFLiteClassifier(int8_bytes).input_shape == (128, 50, 1)
+    classifier = Classifier(run / "quantized" / "model_int8.tflite")
+    assert classifier.probabilities(np.zeros((3, 32000), "float32")).shape == (3, 10)
+
     # Rerunning a finished run only reports: every stage is skipped.
     again = run_tool("train.py", config, "--out", run, "--quiet")
     assert "== teacher" not in again.stdout and "QAT fine-tuning" not in again.stdout

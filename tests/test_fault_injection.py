@@ -34,7 +34,7 @@ def assert_same_history(resumed, uninterrupted):
 
 
 def assert_same_model(resumed, uninterrupted):
-    x = np.random.default_rng(0).normal(size=(4, 256, 64, 1)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(4, 128, 50, 1)).astype(np.float32)
     a = keras.saving.load_model(resumed).predict(x, verbose=0)
     b = keras.saving.load_model(uninterrupted).predict(x, verbose=0)
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
@@ -74,7 +74,7 @@ def test_killed_at_every_stage_and_resumed_equals_the_uninterrupted_run(tiny_rec
     )
     from asc_keras.evaluation.tflite import TFLiteClassifier
 
-    x = np.random.default_rng(1).normal(size=(8, 256, 64, 1)).astype(np.float32)
+    x = np.random.default_rng(1).normal(size=(8, 128, 50, 1)).astype(np.float32)
     models = [
         TFLiteClassifier((folder / "quantized" / "model_int8.tflite").read_bytes())
         for folder in (run, whole)

@@ -130,11 +130,11 @@ def test_predict_writes_a_dcase_submission_and_reports_unreadable_files(
     nothing = run_predict(run / "student" / "last.keras", empty, "-o", tmp_path / "x.csv")
     assert nothing.returncode == 2 and "no audio files in" in nothing.stderr
     other = tmp_path / "other.yaml"
-    other.write_text((run / "config.yaml").read_text().replace("n_mels: 256", "n_mels: 128"))
+    other.write_text((run / "config.yaml").read_text().replace("n_mels: 128", "n_mels: 256"))
     model = run / "student" / "last.keras"
     wrong = run_predict(model, inputs["folder"], "-o", tmp_path / "y.csv", "--config", other)
-    assert wrong.returncode == 2 and "takes inputs (256, 64, 1)" in wrong.stderr
-    assert "(128, 64, 1)" in wrong.stderr
+    assert wrong.returncode == 2 and "takes inputs (128, 50, 1)" in wrong.stderr
+    assert "(256, 50, 1)" in wrong.stderr
 
 
 @pytest.mark.slow
