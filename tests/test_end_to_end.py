@@ -90,6 +90,9 @@ def test_the_whole_recipe_ends_with_a_checked_int8_model(tiny_recipe, tmp_path):
 
     assert student.input_shape == (None, 128, 50, 1)  # 32000 samples // 640
     assert TFLiteClassifier(int8_bytes).input_shape == (128, 50, 1)
+    assert micro["mismatched_outputs"] == 0
+    report = json.loads((run / "quantized" / "report_int8.json").read_text())
+    assert report["clips"] == 90  # the evaluate split, through the 128-bin front end
     classifier = Classifier(run / "quantized" / "model_int8.tflite")
     assert classifier.probabilities(np.zeros((3, 32000), "float32")).shape == (3, 10)
 
