@@ -161,7 +161,16 @@ def locked_run_folder(config, run_dir):
     with RunLock(run_dir) as lock:
         if not check_config(config, path):  # checked again: another run may have started
             save_config(config, path)
+        remove_partial_files(run_dir)
         yield lock
+
+
+def remove_partial_files(run_dir):
+    """Removes the temporary files (`asc_keras.utils.atomic_path`) that a killed run left in
+    `run_dir`: with the folder locked, no live writer owns one."""
+    for partial in Path(run_dir).rglob(".tmp-*"):
+        if partial.is_file():
+            partial.unlink(missing_ok=True)
 
 
 def new_run_folder(out):

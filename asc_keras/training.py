@@ -233,11 +233,14 @@ def fit_stage(
     try:
         first_epoch = checkpointer.restore(model, stage_dir, resume, distribution)
         if first_epoch >= training.epochs:
+            # Killed after its last checkpoint, before last.keras: the checkpoint holds it.
+            save_model(export(model), write_dir / "last.keras")
             return checkpointer.history
         callbacks = [
             *extra_callbacks,
-            checkpointer,
+            # best.keras before the checkpoint: a resumed epoch never finds its best skipped.
             BestModel(write_dir / "best.keras", export, best=checkpointer.best),
+            checkpointer,
             keras.callbacks.TensorBoard(str(write_dir / "tensorboard")),
         ]
         validate = validation is not None and training.validate_every > 0

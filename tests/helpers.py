@@ -106,12 +106,21 @@ def train_command(config, out, *flags):
     return [*command, "--quiet", *flags], env
 
 
-def wait_for(path, process, timeout=600):
-    """Waits until `path` exists (True) or `process` ends or time runs out (False)."""
-    deadline = time.time() + timeout
-    while not path.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+def _found(path):
+    """Whether `path` exists; a path whose name holds `*` is a glob in its folder."""
+    path = Path(path)
+    if "*" in path.name:
+        return any(path.parent.glob(path.name))
     return path.exists()
+
+
+def wait_for(path, process, timeout=600, poll=0.05):
+    """Waits until `path` (or a glob, see `_found`) exists (True) or `process` ends or time
+    runs out (False)."""
+    deadline = time.time() + timeout
+    while not _found(path) and process.poll() is None and time.time() < deadline:
+        time.sleep(poll)
+    return _found(path)
 
 
 def stage_processes(run_dir):
@@ -127,45 +136,68 @@ def stage_processes(run_dir):
     return found
 
 
-def kill_at(config, run_dir, marker, resume=True):
+def kill_at(config, run_dir, marker, resume=True, poll=0.05):
     """Starts the run (with --resume), kills it with SIGKILL once `marker` exists; returns
     whether it did."""
     command, env = train_command(config, run_dir, *(["--resume"] if resume else []))
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    reached = wait_for(marker, process)
+    reached = wait_for(marker, process, poll=poll)
     process.send_signal(signal.SIGKILL)
     process.wait()
     return reached
 
 
 KILLED_STAGES = ("teachers/teacher-0", "student", "student-no-teacher")
+# Where each training stage is killed, in turn: after its first epoch's checkpoint (or,
+# for the student, while its best.keras is being written, before that checkpoint), then
+# after its LAST epoch's checkpoint, before last.keras exists (the tiny run has 4 epochs).
+KILL_POINTS = {
+    "teachers/teacher-0": ("checkpoints/epoch-0001.json", "checkpoints/epoch-0004.json"),
+    "student": (".tmp-*-best.keras", "checkpoints/epoch-0004.json"),
+    "student-no-teacher": ("checkpoints/epoch-0001.json", "checkpoints/epoch-0004.json"),
+}
+# The QAT child: after its first free epoch, and after its last (frozen) epoch.
+QAT_KILL_POINTS = ("qat-checkpoints/free/checkpoint", "qat-checkpoints/frozen/checkpoint")
 
 
 def kill_every_stage_then_resume(config, run):
-    """Runs `config` in `run`, killed (kill -9) at the first checkpoint of each training
-    stage in turn and of the QAT stage, each time resumed with --resume; then resumes it to
-    the end. Returns what was seen on the way, for the test to check."""
+    """Runs `config` in `run`, killed (kill -9) at each of KILL_POINTS and QAT_KILL_POINTS in
+    turn, each time resumed with --resume; then resumes it to the end. Returns what was seen
+    on the way, for the test to check."""
     seen = {}
     for index, stage in enumerate(KILLED_STAGES):
-        marker = run / stage / "checkpoints" / "epoch-0001.json"
-        seen[stage] = {
-            "killed at its checkpoint": kill_at(config, run, marker, resume=index > 0),
-            "finished before the kill": (run / stage / "last.keras").exists(),
-        }
-        if index == 0:
-            command, env = train_command(config, run)
-            seen["rerun without --resume"] = subprocess.run(
-                command, env=env, capture_output=True, text=True
+        seen[stage] = []
+        for point, marker in enumerate(KILL_POINTS[stage]):
+            # A file being written shows for a moment only: look for it often.
+            poll = 0.002 if ".tmp-" in marker else 0.05
+            first_kill = index == 0 and point == 0
+            killed = kill_at(config, run, run / stage / marker, resume=not first_kill, poll=poll)
+            seen[stage].append(
+                {
+                    "killed at": marker if killed else None,
+                    "finished before the kill": (run / stage / "last.keras").exists(),
+                }
             )
-    marker = run / "quantized" / "qat-checkpoints" / "free" / "checkpoint"
-    seen["qat"] = {"killed at its checkpoint": kill_at(config, run, marker)}
-    deadline = time.time() + 20
-    while stage_processes(run) and time.time() < deadline:
-        time.sleep(0.1)
-    seen["qat"]["left running"] = stage_processes(run)
-    seen["qat"]["finished before the kill"] = (run / "quantized" / "summary.json").exists()
+            if first_kill:
+                command, env = train_command(config, run)
+                seen["rerun without --resume"] = subprocess.run(
+                    command, env=env, capture_output=True, text=True
+                )
+    seen["qat"] = []
+    for marker in QAT_KILL_POINTS:
+        killed = kill_at(config, run, run / "quantized" / marker)
+        deadline = time.time() + 20
+        while stage_processes(run) and time.time() < deadline:
+            time.sleep(0.1)
+        seen["qat"].append(
+            {
+                "killed at": marker if killed else None,
+                "left running": stage_processes(run),
+                "finished before the kill": (run / "quantized" / "summary.json").exists(),
+            }
+        )
     command, env = train_command(config, run, "--resume")
     seen["resumed to the end"] = subprocess.run(command, env=env, capture_output=True, text=True)
     return seen

@@ -1,5 +1,6 @@
-"""Faults done for real: kill -9 at a checkpoint of every training stage (teacher, distilled
-student, labels-only student, the QAT child) and --resume, against the uninterrupted run of
+"""Faults done for real: kill -9 after the first and after the last epoch's checkpoint of
+every training stage (teacher, distilled student, labels-only student, the QAT child), and
+while a .keras file is being written, each time --resume, against the uninterrupted run of
 `tiny_recipe` (conftest.py); and two runs on one folder at once."""
 
 import json
@@ -8,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import KILLED_STAGES
+from tests.helpers import KILL_POINTS, KILLED_STAGES, QAT_KILL_POINTS
 
 pytestmark = pytest.mark.slow
 
@@ -46,18 +47,22 @@ def test_killed_at_every_stage_and_resumed_equals_the_uninterrupted_run(tiny_rec
     seen = tiny_recipe["killed"].result(timeout=1800)
     stages = list(KILLED_STAGES)
     for stage in stages:
-        assert seen[stage] == {"killed at its checkpoint": True, "finished before the kill": False}
+        assert seen[stage] == [
+            {"killed at": marker, "finished before the kill": False}
+            for marker in KILL_POINTS[stage]
+        ]
     refused = seen["rerun without --resume"]
     assert refused.returncode == 2 and "--resume" in refused.stderr
     # The QAT child dies with its parent, and no second QAT starts beside a running one.
-    assert seen["qat"] == {
-        "killed at its checkpoint": True,
-        "left running": [],
-        "finished before the kill": False,
-    }
+    assert seen["qat"] == [
+        {"killed at": marker, "left running": [], "finished before the kill": False}
+        for marker in QAT_KILL_POINTS
+    ]
     finished = seen["resumed to the end"]
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert "resuming QAT from epoch 1" in finished.stdout
+    assert "resuming QAT from epoch 3" in finished.stdout
+    # A kill while a file was being written leaves no temporary file behind the resume.
+    assert sorted(p.name for p in run.rglob(".tmp-*")) == []
 
     for stage in stages:
         assert_same_history(run / stage / "history.csv", whole / stage / "history.csv")

@@ -50,6 +50,46 @@ def test_a_corrupt_checkpoint_is_never_loaded(tmp_path):
     assert valid_checkpoints(tmp_path / "checkpoints") == []
 
 
+def _fit_tiny(stage_dir, resume=False):
+    """Two epochs of a small classifier through `fit_stage`, as every stage trains."""
+    import keras
+    import tensorflow as tf
+
+    from asc_keras.config import config_from_dict
+    from asc_keras.training import fit_stage
+
+    config = config_from_dict({"training": {"epochs": 2, "batch_size": 4, "warmup_epochs": 0}})
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)).astype("float32"), rng.integers(0, 2, size=8)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat()
+    fit_stage(
+        model,
+        lambda first_epoch: batches,
+        steps=2,
+        config=config,
+        stage_dir=stage_dir,
+        validation=tf.data.Dataset.from_tensor_slices((x, y)).batch(4),
+        resume=resume,
+        verbose=0,
+    )
+    return x
+
+
+def test_a_stage_killed_after_its_last_checkpoint_rebuilds_its_model(tmp_path):
+    import keras
+
+    x = _fit_tiny(tmp_path)
+    expected = keras.saving.load_model(tmp_path / "last.keras").predict(x, verbose=0)
+    # What a kill -9 between the last epoch's checkpoint and last.keras leaves.
+    (tmp_path / "last.keras").unlink()
+    _fit_tiny(tmp_path, resume=True)
+    rebuilt = keras.saving.load_model(tmp_path / "last.keras").predict(x, verbose=0)
+    np.testing.assert_array_equal(rebuilt, expected)
+    assert (tmp_path / "best.keras").is_file()
+
+
 def test_incomplete_teacher_logits_fail_before_any_training(tmp_path, synthetic_root):
     from asc_keras.config import load_config
     from asc_keras.data.tau22 import read_split
