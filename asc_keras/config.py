@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from asc_keras.errors import UserError
-from asc_keras.utils import atomic_write_text
+from asc_keras.utils import atomic_write_text, read_text
 
 
 class ConfigError(UserError, ValueError):
@@ -328,14 +328,45 @@ def config_from_dict(data, source="<dict>"):
     return config
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, line, first_line):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key that appears twice in one mapping (plain PyYAML
+    keeps the last value silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_lines = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = first_lines.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base class says so
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1, first)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path, what="config file"):
-    """The parsed content of a YAML file; a missing file or invalid YAML is a ConfigError
-    naming the file."""
+    """The parsed content of a YAML file; a missing file, invalid YAML, a key given twice in
+    one section or a byte that is not UTF-8 is a ConfigError naming the file (and line)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what} {str(path)!r} does not exist")
+    text = read_text(path)
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as error:
+        raise ConfigError(
+            f"{path}, line {error.line}: key {error.key!r} appears twice in one section (first "
+            f"on line {error.first_line}); give each key once"
+        ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
 

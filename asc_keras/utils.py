@@ -1,6 +1,8 @@
 """Small helpers shared by the library and the tools: atomic writes and text tables."""
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +12,30 @@ from asc_keras.errors import UserError
 
 class OutputError(UserError):
     """A file or folder that cannot be written (read-only, full, a file in the way)."""
+
+
+class TextFileError(UserError, ValueError):
+    """A text file (config, list, CSV) that is not UTF-8."""
+
+
+def read_text(path):
+    """The text of a UTF-8 file; a byte that is not UTF-8 is a `TextFileError` naming the
+    file and the byte's offset."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TextFileError(
+            f"{path}: not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start} "
+            f"({error.reason}); save the file as UTF-8"
+        ) from None
+
+
+def read_tsv_rows(path):
+    """(column names, rows as dicts) of a tab-separated UTF-8 file with a header line."""
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter="\t")
+    rows = list(reader)
+    return reader.fieldnames or [], rows
 
 
 @contextlib.contextmanager

@@ -118,3 +118,29 @@ def test_quantizing_the_student_without_a_teacher_needs_that_student(tmp_path):
         "distillation:\n  compare_without_teacher: true\n"
     )
     assert load_config(path).quantization.student == "without_teacher"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("training:\n  epochs: 2\n  epochs: 50\n", r"dup.yaml, line 3: key 'epochs' appears twice"),
+        (
+            "training:\n  batch_size: 16\nmodel:\n  variant: sm1\ntraining:\n  epochs: 5\n",
+            r"dup.yaml, line 5: key 'training' appears twice in one section \(first on line 1\)",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_file_and_line(tmp_path, text, message):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_a_config_that_is_not_utf8_names_the_byte(tmp_path):
+    from asc_keras.errors import UserError
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("training:\n  epochs: 2  # caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"latin1.yaml: not UTF-8 text: byte 0xe9 at offset 28"):
+        load_config(path)

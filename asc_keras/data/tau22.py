@@ -6,12 +6,12 @@ Audio files are `audio/<scene>-<city>-<location>-<segment>-<index>-<device>.wav`
 `split5/10/25/50/100.csv` (in `split_setup/` or `evaluation_setup/`) the reduced training sets.
 """
 
-import csv
 import dataclasses
 import os
 from pathlib import Path
 
 from asc_keras.errors import UserError
+from asc_keras.utils import read_tsv_rows
 
 # Alphabetical, the order of every published logit file.
 CLASSES = (
@@ -55,13 +55,14 @@ class Record:
         return CLASSES[self.label] if self.label >= 0 else None
 
 
-def parse_filename(filename):
-    """Returns (scene, city, location, device) encoded in a TAU22 file name."""
+def parse_filename(filename, where=None):
+    """Returns (scene, city, location, device) encoded in a TAU22 file name; an error names
+    `where` (file and line) when given."""
     stem = Path(filename).name.removesuffix(".wav")
     parts = stem.split("-")
     if len(parts) != 6 or parts[5] not in DEVICES:
         raise DatasetError(
-            f"file name {filename!r} does not follow "
+            f"{f'{where}: ' if where else ''}file name {filename!r} does not follow "
             f"<scene>-<city>-<location>-<segment>-<index>-<device>.wav with device in "
             f"{list(DEVICES)}"
         )
@@ -80,16 +81,14 @@ def read_tsv(path, required):
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path} does not exist; {DOWNLOAD_HINT}")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t")
-        columns = reader.fieldnames or []
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise DatasetError(
-                f"{path}: missing column(s) {missing}; found {columns}, expected tab-separated "
-                f"columns {list(required)}"
-            )
-        return list(reader)
+    columns, rows = read_tsv_rows(path)
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: missing column(s) {missing}; found {columns}, expected tab-separated "
+            f"columns {list(required)}"
+        )
+    return rows
 
 
 class RootedPaths:
@@ -151,7 +150,7 @@ def read_split(root, split):
         filename = row["filename"]
         where = f"{path}, line {line}"
         paths.check(filename, where)
-        scene, city, location, device = parse_filename(filename)
+        scene, city, location, device = parse_filename(filename, where)
         if filename in meta:
             meta_row = meta[filename]
             scene_label = row["scene_label"] if has_labels else meta_row["scene_label"]

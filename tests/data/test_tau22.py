@@ -3,6 +3,7 @@ import shutil
 import pytest
 
 from asc_keras.data.tau22 import CLASSES, DatasetError, parse_filename, read_split
+from asc_keras.errors import UserError
 
 
 def test_file_names_are_parsed_the_way_tau22_encodes_them():
@@ -57,7 +58,9 @@ def test_unknown_scene_label_names_file_and_line(dataset_copy):
 def test_unparseable_device_names_the_file(dataset_copy):
     path = dataset_copy / "evaluation_setup" / "fold1_train.csv"
     path.write_text("filename\tscene_label\naudio/bus-lyon-1-2-0-phone.wav\tbus\n")
-    with pytest.raises(DatasetError, match="bus-lyon-1-2-0-phone.wav"):
+    with pytest.raises(
+        DatasetError, match="fold1_train.csv, line 2: file name 'audio/bus-lyon-1-2-0-phone.wav'"
+    ):
         read_split(dataset_copy, "train")
 
 
@@ -109,3 +112,22 @@ def test_a_link_that_stays_inside_the_root_is_read(dataset_copy, synthetic_root)
     lines[1] = f"inside/audio/{name}\t{lines[1].split(chr(9))[1]}"
     path.write_text("\n".join(lines) + "\n")
     assert read_split(dataset_copy, "train")[0].filename == f"inside/audio/{name}"
+
+
+def test_unknown_device_in_a_split_names_the_file_and_line(dataset_copy):
+    path = dataset_copy / "evaluation_setup" / "fold1_train.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].replace("-a.wav", "-zz.wav", 1).replace("-b.wav", "-zz.wav", 1)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"fold1_train.csv, line 4: file name .*-zz.wav"):
+        read_split(dataset_copy, "train")
+
+
+@pytest.mark.parametrize("name", ["meta.csv", "evaluation_setup/fold1_train.csv"])
+def test_a_byte_that_is_not_utf8_names_the_file_and_offset(dataset_copy, name):
+    path = dataset_copy / name
+    data = path.read_bytes()
+    offset = data.index(b"\n") + 3
+    path.write_bytes(data[:offset] + b"\xff" + data[offset:])
+    with pytest.raises(UserError, match=rf"{name}: not UTF-8 text: byte 0xff at offset {offset}"):
+        read_split(dataset_copy, "train")
