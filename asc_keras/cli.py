@@ -16,6 +16,46 @@ def argument_parser(doc):
     return parser
 
 
+def positive(kind):
+    """An argparse type: a number of `kind` (int or float) above zero."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def check_output(path, inputs=(), flag="--out"):
+    """Refuses, before any work, an output file that is one of the `inputs` or that cannot be
+    written (a folder, a read-only or missing parent); a probe file is created and removed."""
+    import tempfile
+    from pathlib import Path
+
+    from asc_keras.errors import UserError
+
+    path = Path(path)
+    same = [p for p in inputs if p.exists() and path.exists() and p.samefile(path)]
+    if same:
+        raise UserError(f"{flag} {str(path)!r} is one of the inputs; choose another output file")
+    if path.is_dir():
+        raise UserError(f"{flag} {str(path)!r} is a folder; expected an output file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-probe-"):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"{flag} {str(path)!r} cannot be written: {error.strerror or error}"
+        ) from None
+
+
 def run(main):
     """Runs a tool's `main()`; a user error prints one clear line and exits with status 2.
 
@@ -24,6 +64,7 @@ def run(main):
     traceback.
     """
     from asc_keras.errors import UserError
+    from asc_keras.utils import NO_SPACE, is_disk_full
 
     try:
         sys.exit(main())
@@ -31,8 +72,17 @@ def run(main):
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        if is_disk_full(error):
+            print(f"error: cannot write {error.filename or 'a file'}: {NO_SPACE}", file=sys.stderr)
+        else:
+            where = f"{error.filename}: " if error.filename else ""
+            print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        # A write that no `disk_full_is_an_error` block names (a library's own file).
+        print(f"error: cannot write a file: {NO_SPACE}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(
@@ -43,6 +93,7 @@ def run(main):
 
 def load_keras(path):
     """A `.keras` model; a clear error when it is missing or cannot be loaded."""
+    import zipfile
     from pathlib import Path
 
     import keras
@@ -53,6 +104,8 @@ def load_keras(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a .keras model (not a zip archive: truncated or damaged?)")
     try:
         return keras.saving.load_model(path)
     except (ValueError, OSError) as error:

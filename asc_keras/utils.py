@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import errno
 import io
 import os
 import tempfile
@@ -50,6 +51,43 @@ def writing(path, what="file", hint=None):
         ) from error
 
 
+NO_SPACE = "No space left on device"
+_NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(error):
+    """Whether `error`, or an error it was raised from, says that the disk is full: an
+    `OSError` with ENOSPC / EDQUOT, or a library's error (h5py, TensorFlow, LiteRT) whose text
+    carries the system's message."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _NO_SPACE_ERRNOS:
+            return True
+        text = str(error)
+        if NO_SPACE in text or "Disk quota exceeded" in text or "errno = 28" in text:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+@contextlib.contextmanager
+def disk_full_is_an_error(path, what="file"):
+    """Turns a full disk met in the block, whatever library raised it, into an `OutputError`
+    naming `what` and `path`; every other exception passes unchanged."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except Exception as error:
+        if is_disk_full(error):
+            raise OutputError(
+                f"cannot write {what} {str(path)!r}: {NO_SPACE}; free some space and rerun "
+                f"(a run continues with --resume)"
+            ) from error
+        raise
+
+
 def current_umask():
     """The process's umask, read without changing it where the system allows."""
     try:
@@ -77,7 +115,8 @@ def atomic_path(path):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f"-{path.name}")
         os.close(fd)
     try:
-        yield Path(tmp)
+        with disk_full_is_an_error(path):
+            yield Path(tmp)
         with writing(path):
             os.chmod(tmp, 0o666 & ~current_umask())
             os.replace(tmp, path)

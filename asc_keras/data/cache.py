@@ -15,6 +15,7 @@ rebuilt with a message naming the files that changed.
 import concurrent.futures
 import csv
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -414,6 +415,7 @@ def _build_cache(
         waveforms = np.lib.format.open_memmap(
             partial, mode="w+", dtype=STORED, shape=(len(records), samples)
         )
+    allocate(partial, "waveform cache")
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(records), initial=done, desc=f"caching {split}", disable=not progress)
     for start in range(done, len(records), CHUNK):
@@ -446,6 +448,24 @@ def _build_cache(
     )
     progress_path.unlink(missing_ok=True)
     return open_cache(directory)
+
+
+def allocate(path, what):
+    """Reserves the disk blocks of the (sparse) file `path` before it is written through a
+    memory map: a disk without room is then an `OutputError` here, never a SIGBUS later."""
+    size = os.path.getsize(path)
+    with writing(path, what, hint=f"it needs {size / 1e6:.0f} MB"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            # A file system without fallocate: at least refuse what cannot fit.
+            if shutil.disk_usage(os.path.dirname(path) or ".").free < size:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from error
+        finally:
+            os.close(fd)
 
 
 def finish_cache(directory, records, *, fingerprint, split, sample_rate, duration, mean_energy):

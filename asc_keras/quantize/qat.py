@@ -24,7 +24,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 from asc_keras.distill.distiller import distillation_loss
 from asc_keras.errors import UserError
 from asc_keras.quantize.twin import TwinResidualNorm
-from asc_keras.utils import atomic_write_text
+from asc_keras.utils import atomic_write_text, disk_full_is_an_error
 
 quantize_keras = tfmot.quantization.keras
 
@@ -403,7 +403,8 @@ class EpochCheckpoints(tf_keras.callbacks.Callback):
             atomic_write_text(
                 self.directory / f"history-{epoch + 1}.json", json.dumps(self.history)
             )
-            self.manager.save(checkpoint_number=epoch + 1)
+            with disk_full_is_an_error(self.directory, "QAT checkpoint folder"):
+                self.manager.save(checkpoint_number=epoch + 1)
 
 
 def fine_tune(

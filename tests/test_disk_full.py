@@ -1,0 +1,125 @@
+"""A full disk, done for real on a small tmpfs: one line naming the file, exit status 2, and
+after space is freed `--resume` continues from the last complete checkpoint. Needs root (the
+tests mount tmpfs; CI runs as root)."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.helpers import ROOT, train_command, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A function that mounts a tmpfs of `megabytes` and returns its folder."""
+    mounted = []
+
+    def mount(megabytes):
+        folder = tmp_path / f"disk-{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder):
+    """Takes every free byte of `folder`'s file system; returns the filler file."""
+    filler = folder / "filler"
+    stats = os.statvfs(folder)
+    with open(filler, "wb") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, stats.f_bavail * stats.f_frsize)
+        except OSError:
+            pass  # what fitted stays allocated
+    return filler
+
+
+def assert_one_line_disk_full(done):
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "No space left on device" in done.stderr, last
+    return last
+
+
+def test_a_cache_on_a_full_disk_is_one_line_not_a_crash(small_disk, synthetic_root):
+    disk = small_disk(2)  # the train split needs several MB
+    config = disk / "config.yaml"
+    config.write_text(yaml.safe_dump({"data": {"cache_dir": str(disk / "cache")}}))
+    command = [sys.executable, str(ROOT / "tools" / "prepare_dataset.py"), str(config)]
+    done = subprocess.run(
+        [*command, "--data-root", str(synthetic_root), "--split", "train"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != -signal.SIGBUS
+    last = assert_one_line_disk_full(done)
+    assert "waveforms.partial.npy" in last and "it needs" in last
+
+
+def test_a_run_on_a_full_disk_stops_with_one_line_and_resumes(small_disk, synthetic_root):
+    """The disk fills after the first epoch of the student, then again after the first QAT
+    epoch: each time one line; freed, the run resumes from that checkpoint and finishes."""
+    disk = small_disk(64)
+    config = disk / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"root": str(synthetic_root), "cache_dir": str(disk / "cache")},
+                "augment": {"dir": {"folder": "impulse_responses"}},
+                "frontend": {"n_mels": 64, "hop_length": 1000},
+                "model": {"variant": "sm1"},
+                "training": {"epochs": 2, "batch_size": 16, "warmup_epochs": 0},
+                "distillation": {"enabled": False},
+                "quantization": {
+                    "epochs": 2,
+                    "freeze_epochs": 1,
+                    "representative_batches": 1,
+                    "micro_check_inputs": 2,
+                },
+            }
+        )
+    )
+    run = disk / "run"
+    command, env = train_command(config, run, "--resume")
+    outputs = []
+    for marker in (
+        run / "student" / "checkpoints" / "epoch-0001.json",
+        run / "quantized" / "qat-checkpoints" / "free" / "checkpoint",
+    ):
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert wait_for(marker, process, poll=0.01), process.communicate()[1][-3000:]
+        filler = fill(disk)
+        out, err = process.communicate()
+        assert_one_line_disk_full(
+            subprocess.CompletedProcess(command, process.returncode, out, err)
+        )
+        outputs.append(out)
+        filler.unlink()
+    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "resuming student from epoch 1" in outputs[1]
+    assert "resuming QAT from epoch 1" in finished.stdout
+    history = np.genfromtxt(run / "student" / "history.csv", delimiter=",", names=True)
+    assert list(history["epoch"]) == [1, 2]
+    assert (run / "quantized" / "model_int8.tflite").is_file()
+    assert sorted(p.name for p in run.rglob(".tmp-*")) == []
