@@ -226,3 +226,49 @@ def test_a_saved_waveform_model_gives_the_same_logits_on_every_backend(tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
         name, difference = done.stdout.split()[-2:]
         assert name == backend and float(difference) < 1e-4, (backend, difference)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch", "0"], "argument --batch: expected a number above 0, got '0'"),
+        (["--batch", "-2"], "argument --batch: expected a number above 0, got '-2'"),
+        (["--hop", "0"], "argument --hop: expected a number above 0, got '0'"),
+        (["--hop", "nan"], "argument --hop: expected a number above 0, got 'nan'"),
+    ],
+)
+def test_predict_refuses_a_bad_flag_naming_it(tmp_path, capsys, flags, message):
+    from asc_keras.commands.predict import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["model.keras", str(tmp_path), "-o", str(tmp_path / "out.csv"), *flags])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_predict_checks_its_output_before_any_work(tmp_path):
+    from asc_keras.commands.predict import main
+    from asc_keras.errors import UserError
+
+    listed = tmp_path / "fold1_test.csv"
+    listed.write_text("filename\naudio/x.wav\n")
+    before = listed.read_bytes()
+    with pytest.raises(UserError, match=r"-o '.*fold1_test.csv' is one of the inputs"):
+        main(["missing.keras", str(listed), "-o", str(listed)])
+    assert listed.read_bytes() == before
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a folder should be")
+    with pytest.raises(UserError, match=r"-o '.*blocked/out.csv' cannot be written"):
+        main(["missing.keras", str(listed), "-o", str(blocked / "out.csv")])
+    with pytest.raises(UserError, match=r"-o '.*' is a folder; expected an output file"):
+        main(["missing.keras", str(listed), "-o", str(tmp_path)])
+
+
+def test_a_damaged_keras_file_is_named_as_damaged(tmp_path, synthetic_config):
+    from asc_keras.cli import load_keras
+    from asc_keras.errors import UserError
+
+    damaged = tmp_path / "student.keras"
+    damaged.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(UserError, match=r"student.keras: not a .keras model \(not a zip archive"):
+        load_keras(damaged)

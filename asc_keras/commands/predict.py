@@ -101,11 +101,17 @@ def main(argv=None):
         help="a model for one device (repeatable); the others get MODEL",
     )
     parser.add_argument("--device", default="unknown", help="device of files without one")
-    parser.add_argument("--hop", type=float, help="seconds between windows (default: 1 window)")
+    parser.add_argument(
+        "--hop", type=cli.positive(float), help="seconds between windows (default: 1 window)"
+    )
     parser.add_argument("--per-window", action="store_true", help="one row per window")
     parser.add_argument("--format", choices=("csv", "json"), help="default: from OUT's suffix")
-    parser.add_argument("--batch", type=int, default=64, help="windows per inference batch")
+    parser.add_argument(
+        "--batch", type=cli.positive(int), default=64, help="windows per inference batch"
+    )
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    cli.check_output(out, inputs=[Path(i) for i in args.inputs + [args.model]], flag="-o")
 
     paths = {GENERAL: args.model}
     for item in args.device_model:
@@ -127,7 +133,6 @@ def main(argv=None):
     for p in predictions:
         p.name = names[p.path]
 
-    out = Path(args.out)
     rows = submission_rows(predictions, classes, args.per_window)
     fmt = args.format or ("json" if out.suffix == ".json" else "csv")
     if fmt == "json":
