@@ -73,7 +73,7 @@ def _merged(base, overrides, key, source):
         raise ConfigError(f"{source}: {key} must be a mapping of config keys, got {overrides!r}")
     merged = dict(base)
     for name, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(name), dict):
+        if isinstance(base.get(name), dict):  # a section: merged key by key
             merged[name] = _merged(base[name], value, f"{key}.{name}", source)
         else:
             merged[name] = value
@@ -95,8 +95,14 @@ def load_experiment(path, seeds=None, tables=None):
     count; `tables` (titles or their starts, e.g. "Table IV") keeps only those tables."""
     path = Path(path)
     spec = read_yaml(path, "experiment file")
-    if not isinstance(spec, dict) or set(spec) - {"config", "seeds", "tables"}:
-        raise ConfigError(f"{path}: expected the keys config, seeds and tables")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: expected a mapping with the keys config, seeds and tables")
+    unknown = sorted(map(str, set(spec) - {"config", "seeds", "tables"}))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key {unknown[0]!r}{f' (and {unknown[1:]})' if unknown[1:] else ''}"
+            f"; valid keys: config, seeds, tables"
+        )
     if not isinstance(spec.get("config"), str):
         raise ConfigError(f"{path}: key 'config' must name the base config file")
     config_path = path.parent / spec["config"]

@@ -38,8 +38,28 @@ def test_an_experiment_file_error_names_the_table_row_and_key(tmp_path):
     with pytest.raises(ConfigError, match="'seeds' has value 0"):
         load_experiment(path)
     (tmp_path / "typo.yaml").write_text("config: base.yaml\ntable: {}\n")
-    with pytest.raises(ConfigError, match="expected the keys config, seeds and tables"):
+    with pytest.raises(ConfigError, match="typo.yaml: unknown key 'table'; valid keys: config"):
         load_experiment(tmp_path / "typo.yaml")
+
+
+@pytest.mark.parametrize("value", [None, 3, "off"])
+def test_a_row_that_sets_a_section_to_a_value_names_it(tmp_path, value):
+    path = write_experiment(tmp_path, {"T": {"r": {"distillation": value}}})
+    with pytest.raises(
+        ConfigError,
+        match=rf"tables.T.r.distillation must be a mapping of config keys, got {value!r}",
+    ):
+        load_experiment(path)
+
+
+def test_two_rows_with_one_name_are_refused_with_the_line(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: {variant: sm1}\n")
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        "config: base.yaml\ntables:\n  T:\n    fused: {}\n    fused: {teachers: {fusion: averaged}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"grid.yaml, line 5: key 'fused' appears twice"):
+        load_experiment(path)
 
 
 def test_rows_with_the_same_config_share_their_runs(tmp_path):
