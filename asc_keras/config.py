@@ -376,6 +376,26 @@ def load_config(path):
     return config_from_dict(read_yaml(path), source=str(path))
 
 
+def with_resolved_paths(config, config_path=None):
+    """`config` with every path it names made absolute, as a run folder keeps it: the
+    teacher config (relative to the folder of `config_path`, the file that names it), the
+    teacher-logit files and the cache folder (relative to the working folder). The same file
+    named two ways is then one value, and a run folder's config.yaml works from anywhere."""
+    teachers, data = config.teachers, config.data
+    teacher_config = teachers.config
+    if teacher_config and config_path is not None:
+        teacher_config = str((Path(config_path).parent / teacher_config).resolve())
+    teachers = dataclasses.replace(
+        teachers,
+        config=teacher_config,
+        logit_files=[str(Path(f).resolve()) for f in teachers.logit_files],
+    )
+    cache_dir = data.cache_dir and str(Path(data.cache_dir).resolve())
+    return dataclasses.replace(
+        config, teachers=teachers, data=dataclasses.replace(data, cache_dir=cache_dir)
+    )
+
+
 def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from asc_keras.audio import feature_shape
-from asc_keras.config import ConfigError, load_config, save_config
+from asc_keras.config import ConfigError, load_config, save_config, with_resolved_paths
 from asc_keras.data.augment import impulse_response_paths
 from asc_keras.data.pipeline import (
     Splits,
@@ -152,6 +152,8 @@ def teacher_config_of(config, config_path=None):
     path = Path(teachers.config)
     if not path.is_absolute() and config_path is not None:
         path = Path(config_path).parent / path
+    if not path.is_file():
+        raise ConfigError(f"{config_path}: teachers.config: {str(path)!r} does not exist")
     teacher = load_config(path)
     dir_config = teacher.augment.dir
     if dir_config.folder is None:
@@ -180,6 +182,7 @@ def check_paths(config, config_path=None):
             raise LogitFileError(
                 f"{config_path or 'config'}: teachers.logit_files: {logit_file!r} does not exist"
             )
+        load_logits(logit_file, root=config.data.root)  # a damaged file, before any work
     return teacher_config
 
 
@@ -264,20 +267,29 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
     if not distribution.is_chief:
         distribution.shared_run_dir = run_dir
         run_dir = distribution.worker_run_dir()
-    config = with_data_root(config, data_root)
+    source = config_path or "config"
+    config = with_resolved_paths(with_data_root(config, data_root), config_path)
+    # Before the lock: a run that cannot start leaves nothing in its folder.
+    check_config(config, run_dir / "config.yaml")
+    teacher_config = check_paths(config, source)
     with locked_run_folder(config, run_dir) as lock:
         page = RunPage(run_dir, config_path, data_root) if distribution.is_chief else None
         stages = dict(resume=resume, verbose=verbose, distribution=distribution)
         return _run_stages(
-            config, run_dir, config_path=config_path, stages=stages, lock=lock, page=page
+            config,
+            run_dir,
+            teacher_config=teacher_config,
+            source=source,
+            stages=stages,
+            lock=lock,
+            page=page,
         )
 
 
-def _run_stages(config, run_dir, *, config_path, stages, lock, page):
+def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
     """The stages in order; `stages` holds the keyword arguments every training stage takes
     (resume, verbose, distribution)."""
     distribution, verbose = stages["distribution"], stages["verbose"]
-    teacher_config = check_paths(config, config_path)
     splits = Splits.open(config)
     summary = {"run_dir": str(run_dir), "reports": {}}
     show = page.table if page else lambda title, reports: None
@@ -288,7 +300,7 @@ def _run_stages(config, run_dir, *, config_path, stages, lock, page):
         logit_files += teacher_stage(config, teacher_config, run_dir, splits, **stages)
         if not logit_files:
             raise ConfigError(
-                f"{config_path or 'config'}: distillation.enabled needs teachers.logit_files "
+                f"{source}: distillation.enabled needs teachers.logit_files "
                 f"or teachers.train_count > 0"
             )
         teacher, teacher_reports = fusion_stage(config, run_dir, splits, logit_files)

@@ -56,7 +56,8 @@ def test_two_rows_with_one_name_are_refused_with_the_line(tmp_path):
     (tmp_path / "base.yaml").write_text("model: {variant: sm1}\n")
     path = tmp_path / "grid.yaml"
     path.write_text(
-        "config: base.yaml\ntables:\n  T:\n    fused: {}\n    fused: {teachers: {fusion: averaged}}\n"
+        "config: base.yaml\ntables:\n  T:\n    fused: {}\n"
+        "    fused: {teachers: {fusion: averaged}}\n"
     )
     with pytest.raises(ConfigError, match=r"grid.yaml, line 5: key 'fused' appears twice"):
         load_experiment(path)

@@ -116,3 +116,73 @@ def test_new_run_folder_takes_the_next_free_name(tmp_path):
     assert new_run_folder(tmp_path / "sm2") == tmp_path / "sm2-2"  # still empty
     (tmp_path / "sm2-2" / "x").write_text("")
     assert new_run_folder(tmp_path / "sm2") == tmp_path / "sm2-3"
+
+
+def _teacher_configs(tmp_path, synthetic_root):
+    """configs/run.yaml naming configs/teacher.yaml relatively, as the shipped configs do."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "teacher.yaml").write_text("model: {architecture: cp_resnet, width: 4}\n")
+    (configs / "run.yaml").write_text(
+        f"data: {{root: {synthetic_root}}}\n"
+        "augment: {dir: {folder: impulse_responses}}\n"
+        "teachers: {train_count: 1, config: teacher.yaml}\n"
+    )
+    return configs
+
+
+def test_the_command_a_refused_config_suggests_continues_the_run(
+    tmp_path, synthetic_root, monkeypatch
+):
+    from asc_keras.config import with_resolved_paths
+    from asc_keras.data.pipeline import with_data_root
+    from asc_keras.recipe import check_paths
+    from asc_keras.run_folder import locked_run_folder
+
+    def as_run_training_reads(path):
+        return with_resolved_paths(with_data_root(load_config(path)), path)
+
+    configs = _teacher_configs(tmp_path, synthetic_root)
+    run = tmp_path / "runs" / "a"
+    with locked_run_folder(as_run_training_reads(configs / "run.yaml"), run):
+        pass
+    saved = load_config(run / "config.yaml")
+    assert saved.teachers.config == str(configs / "teacher.yaml")
+    # `python tools/train.py runs/a/config.yaml --out runs/a --resume`, from another folder.
+    monkeypatch.chdir(tmp_path / "runs")
+    again = as_run_training_reads(run / "config.yaml")
+    assert check_config(again, run / "config.yaml")
+    assert check_paths(again, run / "config.yaml").model.architecture == "cp_resnet"
+    # The same teacher file named by its absolute path is the same config.
+    absolute = (
+        (configs / "run.yaml")
+        .read_text()
+        .replace("config: teacher.yaml", f"config: {configs / 'teacher.yaml'}")
+    )
+    (configs / "absolute.yaml").write_text(absolute)
+    assert check_config(as_run_training_reads(configs / "absolute.yaml"), run / "config.yaml")
+
+
+@pytest.mark.parametrize("fault", ["missing teacher config", "damaged logit file"])
+def test_a_run_that_fails_its_preflight_leaves_nothing(tmp_path, synthetic_root, fault):
+    from asc_keras.errors import UserError
+
+    configs = _teacher_configs(tmp_path, synthetic_root)
+    if fault == "missing teacher config":
+        (configs / "teacher.yaml").unlink()
+        expected = r"run.yaml: teachers.config: '.*teacher.yaml' does not exist"
+    else:
+        (tmp_path / "teacher.npz").write_bytes(b"PK\x03\x04 not a whole file")
+        text = (
+            (configs / "run.yaml")
+            .read_text()
+            .replace(
+                "train_count: 1, config: teacher.yaml", f"logit_files: [{tmp_path / 'teacher.npz'}]"
+            )
+        )
+        (configs / "run.yaml").write_text(text)
+        expected = r"teacher.npz: not a readable .npz logit file"
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match=expected):
+        run_training(load_config(configs / "run.yaml"), run, configs / "run.yaml", verbose=0)
+    assert not run.exists()
