@@ -293,6 +293,12 @@ def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
     splits = Splits.open(config)
     summary = {"run_dir": str(run_dir), "reports": {}}
     show = page.table if page else lambda title, reports: None
+    warning = missing_classes_warning(config, splits)
+    if warning:
+        print(f"warning: {warning}")
+        summary["warnings"] = [warning]
+        if page:
+            page.note("warning", f"Warning: {warning}")
 
     teacher, teacher_reports = None, {}
     if config.distillation.enabled:
@@ -344,6 +350,19 @@ def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
     page.finish()
     print(f"run page: {run_dir / 'report.html'}")
     return summary
+
+
+def missing_classes_warning(config, splits):
+    """A sentence naming the classes without a single training clip (None when every class
+    has one): the model can never learn to predict them."""
+    counts = np.bincount(splits.labels("train"), minlength=len(CLASSES))
+    missing = [name for name, count in zip(CLASSES, counts) if count == 0]
+    if not missing:
+        return None
+    return (
+        f"the training split {config.data.train_split!r} has no clip of class(es) "
+        f"{', '.join(missing)}: the model cannot learn them"
+    )
 
 
 def distillation_verdict(config, reports, teacher_reports):

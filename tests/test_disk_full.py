@@ -2,7 +2,9 @@
 after space is freed `--resume` continues from the last complete checkpoint. Needs root (the
 tests mount tmpfs; CI runs as root)."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,10 +76,21 @@ def test_a_cache_on_a_full_disk_is_one_line_not_a_crash(small_disk, synthetic_ro
     assert "waveforms.partial.npy" in last and "it needs" in last
 
 
-def test_a_run_on_a_full_disk_stops_with_one_line_and_resumes(small_disk, synthetic_root):
+def without_class(synthetic_root, folder, scene):
+    """A copy of the synthetic dataset whose training split has no clip of `scene`."""
+    shutil.copytree(synthetic_root, folder, ignore=shutil.ignore_patterns("asc_keras_cache"))
+    split = folder / "evaluation_setup" / "fold1_train.csv"
+    lines = split.read_text().splitlines()
+    split.write_text("\n".join(line for line in lines if f"\t{scene}" not in line) + "\n")
+    return folder
+
+
+def test_a_run_on_a_full_disk_stops_with_one_line_and_resumes(small_disk, synthetic_root, tmp_path):
     """The disk fills after the first epoch of the student, then again after the first QAT
-    epoch: each time one line; freed, the run resumes from that checkpoint and finishes."""
+    epoch: each time one line; freed, the run resumes from that checkpoint and finishes.
+    Its training split lacks a class: the run warns in its output, summary and page."""
     disk = small_disk(64)
+    synthetic_root = without_class(synthetic_root, tmp_path / "data", "tram")
     config = disk / "run.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -119,6 +132,10 @@ def test_a_run_on_a_full_disk_stops_with_one_line_and_resumes(small_disk, synthe
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "resuming student from epoch 1" in outputs[1]
     assert "resuming QAT from epoch 1" in finished.stdout
+    warning = "the training split 'train' has no clip of class(es) tram"
+    assert f"warning: {warning}" in outputs[0]
+    assert json.loads((run / "summary.json").read_text())["warnings"][0].startswith(warning)
+    assert "has no clip of class(es) tram" in (run / "report.html").read_text()
     history = np.genfromtxt(run / "student" / "history.csv", delimiter=",", names=True)
     assert list(history["epoch"]) == [1, 2]
     assert (run / "quantized" / "model_int8.tflite").is_file()
