@@ -6,7 +6,8 @@ not find cuda drivers` on every machine without a GPU, `E0000 ... failed call to
 oneDNN notes. They look like failures and are not. So a tool's stderr goes through a small
 filter process that drops exactly those lines (info, warning and error lines in absl's
 format, and the banner absl prints before them); fatal lines and everything else pass
-unchanged, partial lines (progress bars) at once.
+unchanged, partial lines (progress bars) at once; a dropped line goes whole, however many
+writes it took.
 
 The package calls `quiet_native_logs` before it imports Keras when it runs as a tool: a
 `tools/*.py` script sets `ASC_KERAS_TOOL=1` before its first `asc_keras` import, and the
@@ -40,7 +41,7 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the tool; this drai
 line = re.compile(LINE)
 banner, continuations = BANNER, CONTINUATIONS
 longest = max(len(banner), 40)
-start, passing, dropped = b"", False, False
+start, passing, skipping, dropped = b"", False, False, False
 
 def decide(text):
     global dropped
@@ -59,16 +60,20 @@ while True:
         ends = piece.endswith((b"\n", b"\r"))
         if passing:
             out.append(piece)
+        elif skipping:  # the rest of a dropped line, written in several pieces
+            pass
         else:
             start += piece
             if ends or len(start) >= longest or not start[:1] in b"IWEf":
-                if not decide(start):
+                if decide(start):
+                    skipping = not ends
+                else:
                     out.append(start)
                     passing = not ends
                 start = b""
             continue
         if ends:
-            passing = False
+            passing = skipping = False
     data = memoryview(b"".join(out))
     while data:
         data = data[os.write(1, data):]

@@ -108,3 +108,15 @@ def test_tools_are_known_by_their_flag_or_their_console_script_name(monkeypatch)
     assert not console.is_tool()  # a library user's stderr is left alone
     monkeypatch.setenv("ASC_KERAS_TOOL", "1")
     assert console.is_tool()
+
+
+def test_a_native_line_written_in_pieces_goes_whole():
+    # The TFLite converter writes its settings line in two pieces.
+    first, rest = NATIVE[-1].split(", output_inference_type")
+    then = (
+        f"os.write(2, {first.encode()!r}); import time; time.sleep(0.2); "
+        f"os.write(2, b', output_inference_type: INT8\\n'); os.write(2, b'after\\n')"
+    )
+    done = run_script(then=then, lines=[])
+    assert done.stderr.endswith("\rprogress 100%\nafter\n"), done.stderr
+    assert "inference_type" not in done.stderr
