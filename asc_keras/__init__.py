@@ -1,17 +1,32 @@
 """DS-FlexiNet acoustic scene classification in Keras 3 with an int8 TFLite path."""
 
+import importlib
+
 from asc_keras import console as _console
 
-if _console.is_tool():  # tools/*.py and the asc-keras-* console scripts
-    _console.quiet_native_logs()  # before Keras loads TensorFlow
+_EXPORTS = {
+    "DSFlexiBlock": "asc_keras.layers",
+    "LogMelSpectrogram": "asc_keras.layers",
+    "ResidualNorm": "asc_keras.layers",
+    "with_frontend": "asc_keras.layers",
+    "VARIANTS": "asc_keras.models",
+    "ds_flexinet": "asc_keras.models",
+}
 
-from asc_keras.layers import (  # noqa: E402
-    DSFlexiBlock,
-    LogMelSpectrogram,
-    ResidualNorm,
-    with_frontend,
-)
-from asc_keras.models import VARIANTS, ds_flexinet  # noqa: E402
+if _console.is_tool():  # tools/*.py and the asc-keras-* console scripts
+    # Before Keras loads TensorFlow; and no Keras yet: a tool checks its arguments and locks
+    # its run folder first (the layers load, and register, on first use).
+    _console.quiet_native_logs()
+else:  # a library user: the layers are registered for keras.saving at `import asc_keras`
+    from asc_keras.layers import DSFlexiBlock, LogMelSpectrogram, ResidualNorm, with_frontend
+    from asc_keras.models import VARIANTS, ds_flexinet
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'asc_keras' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 __all__ = [

@@ -98,7 +98,7 @@ def load_keras(path):
 
     import keras
 
-    import asc_keras  # noqa: F401  (registers the layers the file names)
+    import asc_keras.layers  # noqa: F401  (registers the layers the file names)
     from asc_keras.errors import UserError
 
     path = Path(path)

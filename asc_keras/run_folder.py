@@ -165,6 +165,28 @@ def locked_run_folder(config, run_dir):
         yield lock
 
 
+@contextlib.contextmanager
+def locked_before_loading(run_dir):
+    """Holds `run_dir`'s lock from the command line on, before TensorFlow loads, so that a
+    second run on a busy folder is refused at once; the run's own `RunLock` (and its QAT
+    child) share it. A run that ends without writing config.yaml (refused before its first
+    stage) leaves no lock file, nor the folder if this created it."""
+    run_dir = Path(run_dir)
+    created_dir, created_lock = not run_dir.exists(), not (run_dir / LOCK_NAME).exists()
+    lock = RunLock(run_dir).acquire()
+    os.environ[INHERITED_LOCK] = str(lock.fd)
+    try:
+        yield lock
+    finally:
+        os.environ.pop(INHERITED_LOCK, None)
+        if not (run_dir / "config.yaml").exists():
+            if created_lock:
+                (run_dir / LOCK_NAME).unlink(missing_ok=True)
+            if created_dir and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+        lock.release()
+
+
 def remove_partial_files(run_dir):
     """Removes the temporary files (`asc_keras.utils.atomic_path`) that a killed run left in
     `run_dir`: with the folder locked, no live writer owns one."""

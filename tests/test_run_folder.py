@@ -186,3 +186,28 @@ def test_a_run_that_fails_its_preflight_leaves_nothing(tmp_path, synthetic_root,
     with pytest.raises(UserError, match=expected):
         run_training(load_config(configs / "run.yaml"), run, configs / "run.yaml", verbose=0)
     assert not run.exists()
+
+
+def test_a_busy_folder_is_refused_before_tensorflow_loads(tmp_path, synthetic_root):
+    from tests.helpers import train_command
+
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: {{root: {synthetic_root}}}\n")
+    command, env = train_command(config, tmp_path / "run")
+    with RunLock(tmp_path / "run"):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", *command[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"error: run folder '{tmp_path / 'run'}' is in use by another run (pid {os.getpid()}"
+        )
+    )
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()]
+    assert "yaml" in imported and not [m for m in imported if m.startswith(("tensorflow", "keras"))]

@@ -3,12 +3,13 @@
 python tools/train.py configs/sm2.yaml [--data-root DIR] [--out runs/sm2] [--resume | --new-run]
 """
 
+import contextlib
 from pathlib import Path
 
 from asc_keras import cli
-from asc_keras.config import load_config
-from asc_keras.recipe import run_training
-from asc_keras.run_folder import new_run_folder
+from asc_keras.config import load_config, with_resolved_paths
+from asc_keras.data.tau22 import with_data_root
+from asc_keras.run_folder import check_config, locked_before_loading, new_run_folder
 
 
 def main(argv=None):
@@ -32,14 +33,22 @@ def main(argv=None):
     if args.new_run:
         out = new_run_folder(out)
         print(f"new run folder: {out}")
-    run_training(
-        config,
-        out,
-        config_path=args.config,
-        data_root=args.data_root,
-        resume=args.resume,
-        verbose=2 if args.quiet else 1,
-    )
+    # The folder's config and lock before TensorFlow loads (seconds to a minute): a refused
+    # run says so at once. Multi-worker runs lock once each worker knows whether it is chief.
+    resolved = with_resolved_paths(with_data_root(config, args.data_root), args.config)
+    check_config(resolved, out / "config.yaml")
+    early = config.distribution.strategy != "multi_worker"
+    with locked_before_loading(out) if early else contextlib.nullcontext():
+        from asc_keras.recipe import run_training  # loads TensorFlow
+
+        run_training(
+            config,
+            out,
+            config_path=args.config,
+            data_root=args.data_root,
+            resume=args.resume,
+            verbose=2 if args.quiet else 1,
+        )
     print(f"run folder: {out}")
     return 0
 

@@ -5,7 +5,6 @@ random draw comes from a stateless seed, so `seed` fixes every epoch's batches e
 """
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,27 +14,11 @@ from asc_keras.audio.frontend import LogMel
 from asc_keras.config import ConfigError
 from asc_keras.data import augment
 from asc_keras.data.cache import WaveformCache, prepare_cache
-from asc_keras.data.tau22 import DOWNLOAD_HINT, DatasetError
-
-
-def resolve_data_root(config, data_root=None):
-    """The dataset folder: `data_root` (a --data-root flag), else config data.root, else
-    the ASC_DATA_ROOT variable; an error that says where to get the data otherwise."""
-    root = data_root or config.data.root or os.environ.get("ASC_DATA_ROOT")
-    if not root:
-        raise DatasetError(f"no dataset folder given; {DOWNLOAD_HINT}")
-    root = Path(root)
-    if not (root / "meta.csv").is_file():
-        raise DatasetError(f"{str(root)!r} holds no meta.csv; {DOWNLOAD_HINT}")
-    return root
-
-
-def with_data_root(config, data_root=None):
-    """`config` with data.root resolved, once, at the command line: `data_root` (--data-root),
-    else the config's, else ASC_DATA_ROOT, made absolute. Everything below reads
-    config.data.root."""
-    root = resolve_data_root(config, data_root).resolve()
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
+from asc_keras.data.tau22 import (  # noqa: F401  (resolve_data_root, with_data_root: here too)
+    DatasetError,
+    resolve_data_root,
+    with_data_root,
+)
 
 
 def open_split(config, split, progress=True):

@@ -173,3 +173,23 @@ def read_split(root, split):
     if not records:
         raise DatasetError(f"{path} lists no files")
     return records
+
+
+def resolve_data_root(config, data_root=None):
+    """The dataset folder: `data_root` (a --data-root flag), else config data.root, else
+    the ASC_DATA_ROOT variable; an error that says where to get the data otherwise."""
+    root = data_root or config.data.root or os.environ.get("ASC_DATA_ROOT")
+    if not root:
+        raise DatasetError(f"no dataset folder given; {DOWNLOAD_HINT}")
+    root = Path(root)
+    if not (root / "meta.csv").is_file():
+        raise DatasetError(f"{str(root)!r} holds no meta.csv; {DOWNLOAD_HINT}")
+    return root
+
+
+def with_data_root(config, data_root=None):
+    """`config` with data.root resolved, once, at the command line: `data_root` (--data-root),
+    else the config's, else ASC_DATA_ROOT, made absolute. Everything below reads
+    config.data.root."""
+    root = resolve_data_root(config, data_root).resolve()
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(root)))
