@@ -10,18 +10,19 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Installs pin every package to the tested version (constraints.txt).
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
 $(DEMO_DATA)/meta.csv: | $(VENV)/.installed
@@ -43,3 +44,16 @@ test: $(VENV)/.installed-test lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# The newest versions pyproject.toml allows, pinned into constraints.txt, then the whole suite
+# on them in a fresh environment (docs/testing.md).
+constraints:
+	rm -rf $(VENV)-refresh
+	$(PYTHON) -m venv $(VENV)-refresh
+	$(VENV)-refresh/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)-refresh/bin/python -m pip install --quiet -e ".[test]"
+	{ sed -n '/^#/p' constraints.txt; $(VENV)-refresh/bin/python -m pip freeze --exclude-editable \
+	  | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(VENV)-refresh
+	$(MAKE) clean test

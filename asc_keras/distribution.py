@@ -21,6 +21,7 @@ from pathlib import Path
 
 import keras
 
+from asc_keras.compat import all_layers, symbolic_build_once
 from asc_keras.errors import UserError
 
 # The Keras backend each strategy runs on.
@@ -105,8 +106,7 @@ class Distribution:
         if self.strategy is None:
             return
         with self.strategy.scope():
-            model._symbolic_build(data_batch=self._element_spec)
-        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+            symbolic_build_once(model, self._element_spec)
         if self.name == "multi_worker":
             # Keras averages each step's logs over the replicas with strategy.reduce(MEAN,
             # axis=0), which fails on scalars under MultiWorkerMirroredStrategy. Its metric
@@ -288,9 +288,7 @@ def _tf_config_task(source):
 
 def batch_norm_layers(model):
     return [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
+        layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
     ]
 
 

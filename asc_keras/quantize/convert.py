@@ -7,6 +7,7 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
+from asc_keras.compat import op_details
 from asc_keras.errors import UserError
 from asc_keras.evaluation.tflite import interpreter
 
@@ -84,7 +85,7 @@ def op_table(model_bytes):
             [np.dtype(t) for t in op["operand_types"]],
             [np.dtype(t) for t in op["result_types"]],
         )
-        for op in runner._get_ops_details()
+        for op in op_details(runner)
     ]
 
 

@@ -15,18 +15,17 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
-from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-    default_8bit_quantize_registry,
-    default_8bit_quantize_scheme,
-)
 
+from asc_keras.compat import replaced_activation_quantizer, tfmot_default_8bit
 from asc_keras.distill.distiller import distillation_loss
 from asc_keras.errors import UserError
 from asc_keras.quantize.twin import TwinResidualNorm
 from asc_keras.utils import atomic_write_text, disk_full_is_an_error
 
 quantize_keras = tfmot.quantization.keras
+Default8BitQuantizeRegistry, Default8BitConvQuantizeConfig, Default8BitQuantizeScheme = (
+    tfmot_default_8bit()
+)
 
 
 def _activation_quantizer():
@@ -90,7 +89,7 @@ class DepthwiseWeightsQuantizer(quantize_keras.quantizers.LastValueQuantizer):
         return tf.reshape(quantized, inputs.shape)
 
 
-class DepthwiseQuantizeConfig(default_8bit_quantize_registry.Default8BitConvQuantizeConfig):
+class DepthwiseQuantizeConfig(Default8BitConvQuantizeConfig):
     """tfmot's DepthwiseConv2D config with per-channel kernel ranges."""
 
     def __init__(
@@ -102,14 +101,14 @@ class DepthwiseQuantizeConfig(default_8bit_quantize_registry.Default8BitConvQuan
         self.weight_quantizer = DepthwiseWeightsQuantizer()
 
 
-class _Registry(default_8bit_quantize_registry.Default8BitQuantizeRegistry):
+class _Registry(Default8BitQuantizeRegistry):
     def get_quantize_config(self, layer):
         if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
             return DepthwiseQuantizeConfig()
         return super().get_quantize_config(layer)
 
 
-class QuantizeScheme(default_8bit_quantize_scheme.Default8BitQuantizeScheme):
+class QuantizeScheme(Default8BitQuantizeScheme):
     """tfmot's default 8-bit scheme with per-channel depthwise kernels."""
 
     def get_quantize_registry(self):
@@ -276,7 +275,6 @@ def _observing_activations(percentile_ranges=()):
     running minimum / maximum (0 included, as TFLite requires) of the tensors it sees; the
     max variables in `percentile_ranges` take the largest RANGE_PERCENTILE-th percentile
     of a batch instead."""
-    original = quant_ops.MovingAvgQuantize
     seen = set()
     by_percentile = {variable.ref() for variable in percentile_ranges}
 
@@ -298,11 +296,8 @@ def _observing_activations(percentile_ranges=()):
             max_var.assign(tf.maximum(max_var, high))
         return inputs
 
-    quant_ops.MovingAvgQuantize = observe
-    try:
+    with replaced_activation_quantizer(observe):
         yield
-    finally:
-        quant_ops.MovingAvgQuantize = original
 
 
 def calibrate(qat_model, batches, outlier_ranges=OUTLIER_RANGES):
