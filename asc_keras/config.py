@@ -122,6 +122,9 @@ class TrainingConfig:
     warmup_epochs: int = _count(10, minimum=0)  # linear warm-up from 0, then cosine decay
     final_lr_fraction: float = _fraction(0.01)  # cosine decay ends at learning_rate * this
     validate_every: int = _count(1, minimum=0)  # epochs between evaluations (0: never)
+    # Deterministic kernels (TensorFlow op determinism, PyTorch deterministic algorithms):
+    # two runs of one config on one machine give the same weights, byte for byte.
+    deterministic: bool = True
 
 
 @dataclasses.dataclass

@@ -49,7 +49,7 @@ from asc_keras.evaluation import device_report, format_reports
 from asc_keras.evaluation.run_page import INT8_TABLE, RunPage
 from asc_keras.models import build_model
 from asc_keras.run_folder import check_config, locked_run_folder
-from asc_keras.training import TrainingError, fit_stage
+from asc_keras.training import TrainingError, enable_determinism, fit_stage
 from asc_keras.utils import atomic_write_text
 
 
@@ -74,6 +74,8 @@ def train_classifier(
     stage_dir = Path(stage_dir)
     if (stage_dir / "last.keras").is_file():
         return keras.saving.load_model(stage_dir / "last.keras")
+    if config.training.deterministic:
+        enable_determinism()
     keras.utils.set_random_seed(config.training.seed)  # the initial weights
     callbacks = []
     with distribution.scope():

@@ -60,6 +60,20 @@ def describe_schedule(training, steps_per_epoch):
     )
 
 
+def enable_determinism():
+    """Deterministic kernels for the rest of the process (they cannot be turned off again):
+    TensorFlow's op determinism, which covers tf.data on every backend, and PyTorch's
+    deterministic algorithms on the torch backend. With fixed seeds, two runs on one machine
+    then compute the same numbers; other CPUs may still round differently."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+
+
 def save_model(model, path):
     """Saves a Keras model atomically, as a model every backend can load."""
     with atomic_path(path) as tmp, unsynchronized_batch_norm(model):

@@ -2,11 +2,14 @@
 
     python tools/bench_train.py [--variant sm2] [--batch 256] [--threads 2] [--reps 5]
         [--backends tensorflow jax torch] [--norm residual] [--jit auto|on|off]
+        [--deterministic]
 
 Each backend runs in its own process (the backend is fixed at the first `import keras`); the
 PyTorch reference is tools/torch_reference.py (same layers, parameters and MACs). A sample is
 one 256 x 64 log-mel clip through a full training step: forward, loss, backward, optimiser.
 Warm-up steps are excluded; the figure is the median of the timed repetitions.
+`--deterministic` also times every Keras backend with training.deterministic's kernels
+(asc_keras.training.enable_determinism) and prints what they cost.
 """
 
 import argparse
@@ -22,7 +25,7 @@ os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native 
 WORKER_STEPS = 5
 
 
-def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto"):
+def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto", deterministic=False):
     import numpy as np
 
     x = np.random.default_rng(0).normal(size=(batch, 256, 64, 1)).astype(np.float32)
@@ -48,7 +51,10 @@ def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto"):
         import keras
 
         from asc_keras import ds_flexinet
+        from asc_keras.training import enable_determinism
 
+        if deterministic:
+            enable_determinism()
         model = ds_flexinet(variant, norm=norm)
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),
@@ -95,11 +101,22 @@ def main(argv=None):
     parser.add_argument(
         "--jit", default="auto", choices=["auto", "on", "off"], help="Keras compile(jit_compile)"
     )
+    parser.add_argument(
+        "--deterministic", action="store_true", help="also time deterministic kernels"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
+        kind, _, mode = args.worker.partition(":")
         rate = worker(
-            args.worker, args.variant, args.batch, args.threads, args.reps, args.norm, args.jit
+            kind,
+            args.variant,
+            args.batch,
+            args.threads,
+            args.reps,
+            args.norm,
+            args.jit,
+            deterministic=mode == "deterministic",
         )
         print(json.dumps(rate))
         return 0
@@ -107,7 +124,10 @@ def main(argv=None):
     from asc_keras.utils import format_table
 
     results = {}
-    for kind in ["torch-reference", *args.backends]:
+    kinds = ["torch-reference"]
+    for backend in args.backends:
+        kinds += [backend, f"{backend}:deterministic"] if args.deterministic else [backend]
+    for kind in kinds:
         command = [
             sys.executable,
             __file__,
@@ -127,23 +147,31 @@ def main(argv=None):
             args.jit,
         ]
         done = subprocess.run(
-            command, env=thread_environment(kind, args.threads), capture_output=True, text=True
+            command,
+            env=thread_environment(kind.partition(":")[0], args.threads),
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             raise RuntimeError(f"{kind} benchmark failed:\n{done.stderr[-2000:]}")
         results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
     reference = results["torch-reference"]
-    rows = [
-        [
-            ("Keras/" + k) if k != "torch-reference" else "PyTorch eager reference",
-            f"{v:.0f}",
-            f"{v / reference:.2f}x",
-        ]
-        for k, v in results.items()
-    ]
+    rows = []
+    for kind, rate in results.items():
+        backend, _, mode = kind.partition(":")
+        name = "PyTorch eager reference" if kind == "torch-reference" else f"Keras/{backend}"
+        cost = f"{100 * (1 - rate / results[backend]):.1f} %" if mode else "-"
+        rows.append(
+            [
+                f"{name}{', deterministic' if mode else ''}",
+                f"{rate:.0f}",
+                f"{rate / reference:.2f}x",
+                cost,
+            ]
+        )
     print(
         format_table(
-            ["backend", "samples/s", "vs PyTorch"],
+            ["backend", "samples/s", "vs PyTorch", "determinism costs"],
             rows,
             title=f"training step, {args.variant} ({args.norm} norm, jit_compile {args.jit}), "
             f"batch {args.batch}, {args.threads} threads",

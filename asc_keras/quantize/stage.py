@@ -36,6 +36,7 @@ from asc_keras.quantize.convert import check_int8, convert  # noqa: E402
 from asc_keras.quantize.micro import check_micro, cortex_m4_figures  # noqa: E402
 from asc_keras.quantize.twin import build_twin  # noqa: E402
 from asc_keras.run_folder import RunLock, die_with_parent  # noqa: E402
+from asc_keras.training import enable_determinism  # noqa: E402
 from asc_keras.utils import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 # Which kernels produced which figure (the summary says so too).
@@ -68,6 +69,8 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
     config = load_config(run_dir / "config.yaml")
+    if config.training.deterministic:
+        enable_determinism()
     student = keras.saving.load_model(run_dir / student_stage / "last.keras")
     splits = Splits.open(config, progress=False)
     teacher_path = run_dir / "teachers" / f"{config.teachers.fusion}.npz"
