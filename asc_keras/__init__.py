@@ -13,11 +13,12 @@ _EXPORTS = {
     "ds_flexinet": "asc_keras.models",
 }
 
-if _console.is_tool():  # tools/*.py and the asc-keras-* console scripts
-    # Before Keras loads TensorFlow; and no Keras yet: a tool checks its arguments and locks
-    # its run folder first (the layers load, and register, on first use).
-    _console.quiet_native_logs()
-else:  # a library user: the layers are registered for keras.saving at `import asc_keras`
+if _console.is_tool():  # tools/*.py and the asc-keras-* console scripts, and their children
+    _console.quiet_native_logs()  # before Keras loads TensorFlow
+# A tool itself loads no Keras yet: it checks its arguments and locks its run folder first
+# (the layers load, and register, on first use). Everyone else gets the layers registered
+# for keras.saving at `import asc_keras`.
+if not _console.is_tool_process():
     from asc_keras.layers import DSFlexiBlock, LogMelSpectrogram, ResidualNorm, with_frontend
     from asc_keras.models import VARIANTS, ds_flexinet
 

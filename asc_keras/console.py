@@ -92,6 +92,16 @@ def is_tool():
     return os.environ.get("ASC_KERAS_TOOL") == "1" or script.startswith("asc-keras-")
 
 
+def is_tool_process():
+    """Whether this process itself is a tool (`tools/<name>.py` or an `asc-keras-*` console
+    script), not a child or a test that inherited a tool's environment."""
+    argv = getattr(sys, "argv", None) or [""]
+    script = argv[0] or ""
+    name = os.path.basename(script)
+    in_tools = os.path.basename(os.path.dirname(os.path.abspath(script))) == "tools"
+    return is_tool() and (name.startswith("asc-keras-") or (in_tools and name.endswith(".py")))
+
+
 def is_verbose(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     return "--verbose" in argv or os.environ.get(VERBOSE_ENV) == "1"
