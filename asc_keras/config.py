@@ -47,9 +47,9 @@ class DataConfig:
     root: str | None = None  # folder with meta.csv; or --data-root, or ASC_DATA_ROOT
     cache_dir: str | None = None  # decoded-waveform caches; default <root>/asc_keras_cache
     train_split: str = "train"  # train, or a DCASE24 subset split5..split100
-    eval_split: str = "evaluate"
-    sample_rate: int = _count(32000)
-    duration: float = _positive(1.0)
+    eval_split: str = "evaluate"  # the split evaluated after every stage and reported
+    sample_rate: int = _count(32000)  # Hz; every clip is resampled to it (soxr)
+    duration: float = _positive(1.0)  # seconds per clip: the model's input length
     # A split whose waveforms need more than this many GB in memory (twice the cache while
     # loading) is streamed from per-clip files (0: always stream); null: half the memory
     # available when training starts.
@@ -63,32 +63,34 @@ class FrontEndConfig:
     Kaldi mel banks and another normalisation: their logits carry over, their checkpoints
     do not."""
 
-    n_fft: int = _count(4096)
+    n_fft: int = _count(4096)  # FFT length in samples
     win_length: int = _count(3072)  # at most n_fft
-    hop_length: int = _count(500)
-    n_mels: int = _count(256)
-    fmin: float = _ranged(0.0, minimum=0)
+    hop_length: int = _count(500)  # samples between frames (500: 64 frames per second)
+    n_mels: int = _count(256)  # mel bins: the model's input height
+    fmin: float = _ranged(0.0, minimum=0)  # lowest mel frequency, Hz
     fmax: float = _positive(16000.0)  # above fmin, at most sample_rate / 2
-    htk: bool = False
-    log_offset: float = _positive(1e-5)
+    htk: bool = False  # HTK mel scale instead of Slaney's
+    log_offset: float = _positive(1e-5)  # the log-mel is log(mel + log_offset)
 
 
 @dataclasses.dataclass
 class DeviceImpulseResponseConfig:
     """DIR (energy_threshold null) or ADIR (a number, or "auto" = mean training energy)."""
 
-    enabled: bool = True
+    enabled: bool = True  # DIR / ADIR on the listed devices' clips
     folder: str | None = None  # WAV impulse responses; relative paths are under data.root
+    # the devices whose clips are convolved (the paper: device A only)
     devices: list[str] = dataclasses.field(default_factory=lambda: ["a"])
-    probability: float = _fraction(0.6)
+    probability: float = _fraction(0.6)  # per clip of those devices
+    # null: DIR; a number or "auto" (the training split's mean energy): ADIR's tau
     energy_threshold: float | typing.Literal["auto"] | None = _ranged(None, minimum=0)
 
 
 @dataclasses.dataclass
 class FreqMixStyleConfig:
-    probability: float = _fraction(0.4)
-    alpha: float = _positive(0.3)
-    epsilon: float = _positive(1e-6)
+    probability: float = _fraction(0.4)  # per batch
+    alpha: float = _positive(0.3)  # mixing weights ~ Beta(alpha, alpha)
+    epsilon: float = _positive(1e-6)  # added to the variance of each frequency bin
 
 
 @dataclasses.dataclass
@@ -103,20 +105,23 @@ class AugmentConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
+    # ds_flexinet: the student; cp_resnet: the teacher
     architecture: typing.Literal["ds_flexinet", "cp_resnet"] = "ds_flexinet"
     variant: typing.Literal["sm1", "sm2", "sm3", "sm4"] = "sm2"  # ds_flexinet size
     width: int = _count(24)  # cp_resnet base channels (24: about 135 K parameters)
+    # the stage normalisation (paper Table V)
     norm: typing.Literal["residual", "batch", "none"] = "residual"
+    # RN statistics per channel or per bin
     rn_axis: typing.Literal["channel", "frequency"] = "channel"
-    num_classes: int = _count(10, minimum=2)
+    num_classes: int = _count(10, minimum=2)  # scene classes (TAU22: 10)
 
 
 @dataclasses.dataclass
 class TrainingConfig:
-    epochs: int = _count(250)
-    batch_size: int = _count(256)
-    seed: int = _count(0, minimum=0)
-    optimizer: typing.Literal["adam", "adamw"] = "adam"
+    epochs: int = _count(250)  # training epochs of the stage
+    batch_size: int = _count(256)  # the global batch (split over replicas when distributed)
+    seed: int = _count(0, minimum=0)  # initial weights, shuffling and augmentation draws
+    optimizer: typing.Literal["adam", "adamw"] = "adam"  # Adam, or AdamW with weight_decay
     learning_rate: float = _positive(0.005)  # peak, after warm-up
     weight_decay: float = _ranged(0.0, minimum=0)  # adamw only
     warmup_epochs: int = _count(10, minimum=0)  # linear warm-up from 0, then cosine decay
@@ -131,10 +136,11 @@ class TrainingConfig:
 class DistillationConfig:
     """Knowledge distillation from teacher logits (paper eq. 5)."""
 
-    enabled: bool = True
-    temperature: float = _positive(2.0)
+    enabled: bool = True  # distil from teacher logits (false: labels only)
+    temperature: float = _positive(2.0)  # T of eq. 5
     label_weight: float = _fraction(0.02)  # lambda at the first epoch
     label_weight_end: float = _fraction(0.02)  # lambda at the last epoch (linear / cosine)
+    # how lambda moves from label_weight to label_weight_end
     label_weight_schedule: typing.Literal["constant", "linear", "cosine"] = "constant"
     compare_without_teacher: bool = False  # also train the student on labels alone
 
@@ -146,6 +152,7 @@ class TeachersConfig:
     logit_files: list[str] = dataclasses.field(default_factory=list)  # .npz / .csv
     train_count: int = _count(0, minimum=0)  # teachers to train here, seeds seed + 0, 1, ...
     config: str | None = None  # their config file (relative: to this config's folder)
+    # averaged (w = 1/S) or fused (eq. 4, fitted)
     fusion: typing.Literal["averaged", "fused"] = "fused"
 
 
@@ -153,10 +160,10 @@ class TeachersConfig:
 class QuantizationConfig:
     """QAT fine-tuning of the float student and the int8 TFLite export (paper III-C)."""
 
-    enabled: bool = True
+    enabled: bool = True  # QAT and the int8 export after the float stages
     epochs: int = _count(10, minimum=0)  # QAT fine-tuning epochs (0: calibration only)
     freeze_epochs: int = _count(2, minimum=0)  # of those, the last ones with frozen BN / ranges
-    learning_rate: float = _positive(1e-5)  # QAT fine-tuning; the demo settings: README
+    learning_rate: float = _positive(1e-5)  # QAT fine-tuning (configs/demo.yaml: 3e-5)
     representative_batches: int = _count(8)  # training batches that calibrate the converter
     micro_check_inputs: int = _count(100, minimum=0)  # evaluation clips run by TFLite Micro
     # The float student that becomes int8: the distilled one, the one trained without a
@@ -167,11 +174,12 @@ class QuantizationConfig:
 
 @dataclasses.dataclass
 class DistributionConfig:
-    """How training is spread over devices and machines (README, "Scaling out").
+    """How training is spread over devices and machines (docs/training.md, "Scaling out").
 
     training.batch_size is always the global batch: it is split evenly over all replicas.
     """
 
+    # none: one device; the others: docs/training.md, Scaling out
     strategy: typing.Literal["none", "mirrored", "multi_worker", "data_parallel"] = "none"
     # mirrored / data_parallel: the devices to use, e.g. ["/gpu:0", "/gpu:1"] (TensorFlow)
     # or ["gpu:0", "gpu:1"] (JAX); empty: every local GPU (mirrored; the CPU if none) or
@@ -180,7 +188,7 @@ class DistributionConfig:
     # The peak learning rate used is training.learning_rate * f(batch_size /
     # reference_batch_size), f = 1 (none), the ratio (linear) or its square root (sqrt).
     learning_rate_scaling: typing.Literal["none", "linear", "sqrt"] = "none"
-    reference_batch_size: int = _count(256)
+    reference_batch_size: int = _count(256)  # the batch the learning rate was tuned for
     sync_batch_norm: bool = True  # mirrored / multi_worker: BN statistics over the global batch
 
 
@@ -374,9 +382,53 @@ def read_yaml(path, what="config file"):
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
 
 
-def load_config(path):
-    """Loads a YAML config file into a `Config`; errors name the file and the key."""
-    return config_from_dict(read_yaml(path), source=str(path))
+def with_overrides(data, overrides, source="config"):
+    """The plain config dict `data` with each `KEY=VALUE` of `overrides` set (a `--set` flag
+    on the command line): KEY a dotted path (`training.epochs`), VALUE read as YAML (`5`,
+    `null`, `[a, b]`). Each is checked as it is applied, and an error names the flag."""
+    data = _plain(data or {})
+    config_from_dict(data, source)  # the file's own errors name the file, not a flag
+    for item in overrides:
+        flag = f"--set {item}"
+        key, sep, text = item.partition("=")
+        path = key.strip().split(".")
+        if not sep or not all(path):
+            raise ConfigError(
+                f"{flag}: expected KEY=VALUE with a dotted key, e.g. training.epochs=5"
+            )
+        try:
+            value = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{flag}: the value is not valid YAML: {error}") from None
+        section = data
+        for depth, name in enumerate(path[:-1]):
+            section = section.setdefault(name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{flag}: {'.'.join(path[: depth + 1])} is not a section")
+        section[path[-1]] = value
+        config_from_dict(data, flag)
+    return data
+
+
+def load_config(path, overrides=()):
+    """Loads a YAML config file into a `Config`, with `overrides` (`--set KEY=VALUE` items)
+    applied; errors name the file, or the flag, and the key."""
+    data = read_yaml(path)
+    if overrides:
+        data = with_overrides(data, overrides, source=str(path))
+    return config_from_dict(data, source=str(path))
+
+
+def add_set_argument(parser):
+    """The `--set KEY=VALUE` flag (repeatable) of the tools that load a config."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="change one config key, e.g. --set training.epochs=5 (repeatable; docs/config.md)",
+    )
 
 
 def with_resolved_paths(config, config_path=None):

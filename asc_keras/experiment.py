@@ -89,10 +89,11 @@ def _slug(name):
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "row"
 
 
-def load_experiment(path, seeds=None, tables=None):
+def load_experiment(path, seeds=None, tables=None, overrides=()):
     """Reads an experiment file; every row's config is checked here, before anything runs, and
     an error names the file, the table, the row and the key. `seeds` overrides the file's
-    count; `tables` (titles or their starts, e.g. "Table IV") keeps only those tables."""
+    count; `tables` (titles or their starts, e.g. "Table IV") keeps only those tables;
+    `overrides` (`--set KEY=VALUE` items) change the base config under every row."""
     path = Path(path)
     spec = read_yaml(path, "experiment file")
     if not isinstance(spec, dict):
@@ -106,7 +107,7 @@ def load_experiment(path, seeds=None, tables=None):
     if not isinstance(spec.get("config"), str):
         raise ConfigError(f"{path}: key 'config' must name the base config file")
     config_path = path.parent / spec["config"]
-    base = load_config(config_path)
+    base = load_config(config_path, overrides)
     seeds = spec.get("seeds", 1) if seeds is None else seeds
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ConfigError(f"{path}: key 'seeds' has value {seeds!r}; expected a count >= 1")

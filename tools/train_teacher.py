@@ -10,7 +10,7 @@ from pathlib import Path
 os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs (--verbose)
 
 from asc_keras import cli  # noqa: E402
-from asc_keras.config import load_config  # noqa: E402
+from asc_keras.config import add_set_argument, load_config  # noqa: E402
 from asc_keras.data.pipeline import (
     Splits,  # noqa: E402
     with_data_root,  # noqa: E402
@@ -26,8 +26,9 @@ def main(argv=None):
     parser.add_argument("--data-root", help="dataset folder with meta.csv")
     parser.add_argument("--out", help="stage folder (default runs/<config name>-seed<N>)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, args.overrides)
     if args.seed is not None:
         config.training = dataclasses.replace(config.training, seed=args.seed)
     config = with_data_root(config, args.data_root)

@@ -2,7 +2,7 @@
 Tables IV (no teacher / averaged / fused) and V (normalisation x augmentation) as one command.
 
 python tools/experiment.py configs/experiment_paper.yaml [--data-root DIR] [--out DIR]
-                           [--seeds N] [--table TITLE]... [--report]
+                           [--seeds N] [--table TITLE]... [--report] [--set KEY=VALUE]...
 
 Teachers train once and every distilled row reads their logits; each (row, seed) is an
 ordinary run folder under <out>/runs/. Rerun the same command after a crash: finished runs
@@ -13,6 +13,7 @@ results.csv, runs.csv, results.png in <out>) are written again after every run.
 from pathlib import Path
 
 from asc_keras import cli
+from asc_keras.config import add_set_argument
 from asc_keras.experiment import Runner, load_experiment, print_results
 
 
@@ -33,8 +34,11 @@ def main(argv=None):
         "--report", action="store_true", help="only write the results of the finished runs"
     )
     parser.add_argument("--progress", action="store_true", help="per-epoch progress bars")
+    add_set_argument(parser)  # on the base config, under every row's changes
     args = parser.parse_args(argv)
-    experiment = load_experiment(args.experiment, seeds=args.seeds, tables=args.table)
+    experiment = load_experiment(
+        args.experiment, seeds=args.seeds, tables=args.table, overrides=args.overrides
+    )
     out = Path(args.out or Path("runs") / Path(args.experiment).stem)
     runner = Runner(experiment, out, data_root=args.data_root, verbose=1 if args.progress else 2)
     table = runner.write_results() if args.report else runner.run()

@@ -1,13 +1,14 @@
 """Trains a DS-FlexiNet student with the paper's recipe, stage by stage, in one run folder.
 
 python tools/train.py configs/sm2.yaml [--data-root DIR] [--out runs/sm2] [--resume | --new-run]
+                                        [--set KEY=VALUE]...
 """
 
 import contextlib
 from pathlib import Path
 
 from asc_keras import cli
-from asc_keras.config import load_config, with_resolved_paths
+from asc_keras.config import add_set_argument, load_config, with_resolved_paths
 from asc_keras.data.tau22 import with_data_root
 from asc_keras.run_folder import check_config, locked_before_loading, new_run_folder
 
@@ -27,8 +28,9 @@ def main(argv=None):
         help="if --out is taken, start in the first free <out>-2, <out>-3, ... instead",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress bars")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     if args.new_run:
         out = new_run_folder(out)
