@@ -144,3 +144,67 @@ def test_a_config_that_is_not_utf8_names_the_byte(tmp_path):
     path.write_bytes("training:\n  epochs: 2  # caf\u00e9\n".encode("latin-1"))
     with pytest.raises(UserError, match=r"latin1.yaml: not UTF-8 text: byte 0xe9 at offset 28"):
         load_config(path)
+
+
+def test_set_changes_keys_like_the_file_does(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("training:\n  epochs: 2\nmodel: {variant: sm1}\n")
+    config = load_config(
+        path, ["training.epochs=5", "augment.dir.devices=[a, b]", "data.memory_budget_gb=null"]
+    )
+    assert config.training.epochs == 5 and config.model.variant == "sm1"
+    assert config.augment.dir.devices == ["a", "b"] and config.data.memory_budget_gb is None
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        (
+            "training.epochs=abc",
+            r"--set training.epochs=abc: key 'training.epochs' has value 'abc'",
+        ),
+        ("training.epoch=3", r"--set training.epoch=3: unknown key training.'epoch'"),
+        ("training.epochs=0", r"--set training.epochs=0: key 'training.epochs' has value 0"),
+        ("epochs", r"--set epochs: expected KEY=VALUE"),
+        ("training.epochs.x=1", r"--set training.epochs.x=1: training.epochs is not a section"),
+    ],
+)
+def test_a_bad_set_names_the_flag(tmp_path, item, message):
+    path = tmp_path / "run.yaml"
+    path.write_text("training: {epochs: 2}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, [item])
+
+
+def test_train_py_takes_set_and_names_a_bad_one(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    path = tmp_path / "run.yaml"
+    path.write_text("training: {epochs: 2}\n")
+    command = [sys.executable, str(root / "tools" / "train.py"), str(path)]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path / "run"), "--set", "training.epochs=-1"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: --set training.epochs=-1: key 'training.epochs' has value -1")
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_experiment_set_changes_the_base_config_of_every_row(tmp_path):
+    from asc_keras.experiment import load_experiment
+
+    (tmp_path / "base.yaml").write_text("model: {variant: sm1}\n")
+    (tmp_path / "grid.yaml").write_text(
+        "config: base.yaml\ntables:\n  T:\n    a: {}\n    b: {training: {seed: 3}}\n"
+    )
+    experiment = load_experiment(tmp_path / "grid.yaml", overrides=["training.epochs=7"])
+    assert [row.config.training.epochs for row in experiment.rows] == [7, 7]
+    assert experiment.rows[1].config.training.seed == 3
