@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
-.PHONY: demo test lint clean constraints
+.PHONY: demo test check lint clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: $(VENV)/.installed-test lint
 	KERAS_BACKEND=tensorflow $(PYTEST) $(PYTEST_ARGS)
 	KERAS_BACKEND=jax $(PYTEST) -m multi_backend $(PYTEST_ARGS)
 	KERAS_BACKEND=torch $(PYTEST) -m multi_backend $(PYTEST_ARGS)
+
+# While working: lint and the fast tests of every module, TensorFlow backend only (no
+# end-to-end runs, no multi-process distribution scenarios). `make test` runs everything.
+check: $(VENV)/.installed-test lint
+	KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow and not distributed" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

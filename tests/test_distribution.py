@@ -82,6 +82,7 @@ def test_learning_rate_scaling_is_explicit():
     assert scaled("sqrt", 1024)[0] == pytest.approx(0.008)
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_two_devices_reach_the_single_device_loss_after_one_step(backend, tmp_path):
     """The same global batch on two replicas and on one device gives the same update.
@@ -111,6 +112,7 @@ def load_weights(path):
     return int(data["worker"]), int(data["replicas"]), weights
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_recipe_trains_and_resumes_on_two_devices(backend, synthetic_root, tmp_path):
     """train_classifier (pipeline shards, validation, checkpoints) under the strategy; a
