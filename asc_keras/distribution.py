@@ -9,7 +9,7 @@
 tf.distribute strategies every worker builds only its own part of each epoch (see
 `pipeline.Shard`), BatchNorm statistics are synchronised over the global batch
 (`distribution.sync_batch_norm`), only the chief writes checkpoints and outputs, and every
-worker restores from the chief's checkpoints. README, "Scaling out".
+worker restores from the chief's checkpoints. docs/training.md, "Scaling out".
 """
 
 import contextlib
@@ -268,7 +268,7 @@ def _tf_config_task(source):
     if not raw:
         raise DistributionError(
             f"{source}: distribution 'multi_worker' needs the TF_CONFIG variable (the cluster's "
-            f"worker addresses and this worker's task; README, 'Scaling out')"
+            f"worker addresses and this worker's task; docs/training.md, 'Scaling out')"
         )
     try:
         tf_config = json.loads(raw)

@@ -263,7 +263,7 @@ def run_training(config, run_dir, config_path=None, data_root=None, resume=False
 
     Under distribution multi_worker every worker runs this with the same arguments; the
     chief writes `run_dir`, the others write a scratch folder that is removed at the end
-    (README, "Scaling out")."""
+    (docs/training.md, "Scaling out")."""
     distribution = setup_distribution(config, source=str(config_path or "config"))
     run_dir = Path(run_dir)
     if not distribution.is_chief:

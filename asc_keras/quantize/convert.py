@@ -28,10 +28,8 @@ def convert(model, representative=None, int8=True):
     spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
     function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
-    # The converter's default detour through a temporary SavedModel gives the same ops,
-    # tensors and outputs as converting the frozen function directly, plus a signature, and
-    # takes ten times as long (13.5-34.4 s against 1.0-4.3 s per model of a tiny sm1 run, as
-    # the README says); the signature is added below.
+    # Not the default detour through a temporary SavedModel: the same model, much slower;
+    # the signature it would add is added below.
     converter.experimental_lower_to_saved_model = False
     if int8:
         if representative is None:

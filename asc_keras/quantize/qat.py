@@ -305,21 +305,17 @@ def calibrate(qat_model, batches, outlier_ranges=OUTLIER_RANGES):
     float model running with BatchNorm in inference mode (its statistics untouched).
 
     tfmot would otherwise start every range at [-6, 6] and move it by an exponential average
-    with decay 0.999 per training step: after a short fine-tuning, the ranges are still
-    mostly that guess (the log-mel input alone spans about -12..5), and a freshly prepared
-    QAT model of the demo student scored 67 % where post-training quantization kept 91 %.
-    This is the min / max observer pass of PyTorch's and the TFLite converter's calibration.
+    with decay 0.999 per training step: after a short fine-tuning the ranges would still be
+    mostly that guess. This is the min / max observer pass of PyTorch's and the TFLite
+    converter's calibration.
 
-    Two ResidualNorm tensors (OUTLIER_RANGES, `outlier_ranges`) leave outliers out. The
-    squares of x - mean take the 99.99th percentile: a few large squares spread the range
-    far beyond the bulk (maximum 74 where the variances were at most 1.9, in the stem of a
-    student of the synthetic data). The reciprocal square root takes the maximum, but no more
+    Two ResidualNorm tensors (OUTLIER_RANGES, `outlier_ranges`) leave outliers out: the
+    squares of x - mean take the 99.99th percentile (a few large squares would spread the
+    range far beyond the bulk), and the reciprocal square root takes the maximum, but no more
     than the smallest non-zero int8 variance gives (1 / sqrt(half a variance step +
-    epsilon)): a channel that a ReLU zeroed in one clip has rsqrt = 1 / sqrt(epsilon) = 316,
-    and that one value had set the stem's int8 scale to 1.06 where the other values lay
-    between 0.9 and 9.2; a variance below half a step is 0 in int8 whatever its rsqrt, and
-    such a channel's x - mean is about 0 anyway. With min / max ranges the demo's student
-    alone lost 25.6 points in post-training quantization and 17.4 after QAT.
+    epsilon)): a channel that a ReLU zeroed in one clip has rsqrt = 1 / sqrt(epsilon), which
+    would set a scale far too coarse for every other value, while a variance below half a
+    step is 0 in int8 whatever its rsqrt.
     """
     layers = list(batch_norm_layers(qat_model))
     trainable = [layer.trainable for layer in layers]

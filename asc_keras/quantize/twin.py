@@ -65,12 +65,8 @@ class TwinResidualNorm(tf_keras.layers.Layer):
         # (x - mean) squared by a MUL of the int8 centred tensor, not SQUARED_DIFFERENCE:
         # XNNPACK runs int8 SUB and MUL but not SQUARED_DIFFERENCE (docs/performance.md).
         squared = inner("squared", tf.multiply(centered, centered, name="squared"))
-        # The variance is a MEAN, not an average pool: its int8 result has a range of its own.
-        # An int8 average pool rounds to its input's scale, the squares' (which their largest
-        # values set): a demo student's stem had variances of 0.012 to 1.29 in steps of 0.069.
-        # With the MEAN (and rsqrt's capped range, qat.calibrate) that student's int8 model
-        # gave its float model's class on 86 % of the clips before fine-tuning, against 67 %,
-        # at 14 % more instructions on a Cortex-M4 (README, Cortex-M).
+        # The variance is a MEAN, not an average pool: its int8 result has a range of its own,
+        # where an int8 average pool would round it to the squares' much coarser scale.
         variance = inner("variance", tf.reduce_mean(squared, axes, keepdims=True, name="variance"))
         # (No quantizer on variance + epsilon: the converter gives that ADD the variance's range,
         # and a fake quantizer there crashes it.)
