@@ -1,7 +1,8 @@
 """Classify any audio with a trained model, in the shape of the DCASE 2025 Task 1 interface.
 
     models = load_model("runs/sm2/quantized/model_int8.tflite")     # config from the run folder
-    probabilities, classes = predict(["rec.flac"], ["unknown"], models)
+    predictions, errors, classes = predict(["rec.flac"], ["unknown"], models)
+    predictions[0].probabilities                                     # in the order of `classes`
 
 A model is a `.keras` student (log-mel in, or waveform in: `asc_keras.with_frontend`) or a
 `.tflite` model (float or int8, run by LiteRT). Audio in any format soundfile reads, at any

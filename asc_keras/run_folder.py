@@ -38,9 +38,11 @@ class RunFolderError(UserError):
 class RunLock:
     """An exclusive lock on a run folder for the life of this process (and its children).
 
-    Example:
-        >>> with RunLock("runs/sm2") as lock:
-        ...     subprocess.run(command, pass_fds=lock.pass_fds, env={**os.environ, **lock.env})
+    Example (a child started with `pass_fds` and `env` shares the lock):
+        >>> import subprocess, sys, tempfile
+        >>> with RunLock(tempfile.mkdtemp()) as lock:
+        ...     child = [sys.executable, "-c", "print('locked with my parent')"]
+        ...     done = subprocess.run(child, pass_fds=lock.pass_fds, env={**os.environ, **lock.env})
     """
 
     def __init__(self, run_dir):

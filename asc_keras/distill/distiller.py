@@ -87,8 +87,11 @@ class Distiller(keras.Model):
         label_weight: initial lambda.
 
     Example:
+        >>> from asc_keras import ds_flexinet
         >>> distiller = Distiller(ds_flexinet("sm2"), temperature=2.0, label_weight=0.02)
         >>> distiller.compile(optimizer="adam", metrics=["accuracy"])
+        >>> distiller.student.name
+        'ds_flexinet_sm2'
 
     Reference: paper section II-D, eq. 5; Hinton et al. 2015.
     """

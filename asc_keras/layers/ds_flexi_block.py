@@ -32,7 +32,8 @@ class DSFlexiBlock(keras.layers.Layer):
 
     Example:
         >>> x = keras.random.normal((2, 64, 16, 16))
-        >>> y = DSFlexiBlock(filters=32, expansion=3, strides=2)(x)  # (2, 32, 8, 32)
+        >>> tuple(DSFlexiBlock(filters=32, expansion=3, strides=2)(x).shape)
+        (2, 32, 8, 32)
 
     Reference: paper section II-A and Fig. 1; MobileNetV2 (Sandler et al. 2018).
     """

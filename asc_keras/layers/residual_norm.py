@@ -26,7 +26,8 @@ class ResidualNorm(keras.layers.Layer):
 
     Example:
         >>> x = keras.random.normal((2, 64, 16, 8))
-        >>> y = ResidualNorm(axis="channel")(x)
+        >>> tuple(ResidualNorm(axis="channel")(x).shape)
+        (2, 64, 16, 8)
 
     Reference: paper section II-B, equations (1) and (2).
     """

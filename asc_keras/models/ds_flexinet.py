@@ -100,6 +100,8 @@ def ds_flexinet(
     Example:
         >>> model = ds_flexinet("sm2")
         >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> model.input_shape, model.output_shape
+        ((None, 256, 64, 1), (None, 10))
 
     Reference: paper section II-A, Fig. 1 and Table II.
     """
