@@ -1,3 +1,4 @@
+import copy
 import math
 
 import keras
@@ -153,7 +154,8 @@ class Distiller(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        student = keras.saving.deserialize_keras_object(config["student"])
+        # A copy: Keras empties the nested config it deserializes, and a config may be reused.
+        student = keras.saving.deserialize_keras_object(copy.deepcopy(config["student"]))
         return cls(**{**config, "student": student})
 
 
