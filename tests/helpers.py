@@ -138,15 +138,15 @@ def stage_processes(run_dir):
 
 def kill_at(config, run_dir, marker, resume=True, poll=0.05):
     """Starts the run (with --resume), kills it with SIGKILL once `marker` exists; returns
-    whether it did."""
+    whether it did, and the end of the run's output when it did not."""
     command, env = train_command(config, run_dir, *(["--resume"] if resume else []))
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    reached = wait_for(marker, process, poll=poll)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    return reached
+    log = Path(run_dir).parent / f"kill-{time.monotonic_ns()}.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        reached = wait_for(marker, process, poll=poll)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    return reached, None if reached else log.read_text(errors="replace")[-3000:]
 
 
 KILLED_STAGES = ("teachers/teacher-0", "student", "student-no-teacher")
@@ -173,10 +173,12 @@ def kill_every_stage_then_resume(config, run):
             # A file being written shows for a moment only: look for it often.
             poll = 0.002 if ".tmp-" in marker else 0.05
             first_kill = index == 0 and point == 0
-            killed = kill_at(config, run, run / stage / marker, resume=not first_kill, poll=poll)
+            killed, output = kill_at(
+                config, run, run / stage / marker, resume=not first_kill, poll=poll
+            )
             seen[stage].append(
                 {
-                    "killed at": marker if killed else None,
+                    "killed at": marker if killed else output,
                     "finished before the kill": (run / stage / "last.keras").exists(),
                 }
             )
@@ -187,13 +189,13 @@ def kill_every_stage_then_resume(config, run):
                 )
     seen["qat"] = []
     for marker in QAT_KILL_POINTS:
-        killed = kill_at(config, run, run / "quantized" / marker)
+        killed, output = kill_at(config, run, run / "quantized" / marker)
         deadline = time.time() + 20
         while stage_processes(run) and time.time() < deadline:
             time.sleep(0.1)
         seen["qat"].append(
             {
-                "killed at": marker if killed else None,
+                "killed at": marker if killed else output,
                 "left running": stage_processes(run),
                 "finished before the kill": (run / "quantized" / "summary.json").exists(),
             }

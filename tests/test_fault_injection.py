@@ -87,3 +87,27 @@ def test_killed_at_every_stage_and_resumed_equals_the_uninterrupted_run(tiny_rec
     step = models[0].output["quantization"][0]
     # Byte-identical here; allowed: 2 int8 steps of the logits, from float rounding upstream.
     assert np.abs(models[0].predict(x) - models[1].predict(x)).max() <= 2 * step + 1e-9
+
+
+def test_two_runs_of_one_config_give_identical_weights_and_histories(tiny_recipe):
+    """training.deterministic (the default): the killed-and-resumed run and the uninterrupted
+    one, two runs of one config on one machine, agree byte for byte in every stage."""
+    whole = tiny_recipe["whole"]
+    run = whole.parent / "killed"
+    assert tiny_recipe["killed"].result(timeout=1800)["resumed to the end"].returncode == 0
+    for stage in KILLED_STAGES:
+        assert (run / stage / "history.csv").read_bytes() == (
+            whole / stage / "history.csv"
+        ).read_bytes(), stage
+        a = keras.saving.load_model(run / stage / "last.keras").get_weights()
+        b = keras.saving.load_model(whole / stage / "last.keras").get_weights()
+        assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b)), stage
+    for logits in ("teachers/teacher-0/logits.npz", "teachers/fused.npz"):
+        with np.load(run / logits) as a, np.load(whole / logits) as b:
+            np.testing.assert_array_equal(a["logits"], b["logits"])
+    resumed = json.loads((run / "quantized" / "summary.json").read_text())
+    uninterrupted = json.loads((whole / "quantized" / "summary.json").read_text())
+    assert resumed["qat_history"] == uninterrupted["qat_history"]
+    assert (run / "quantized" / "model_int8.tflite").read_bytes() == (
+        whole / "quantized" / "model_int8.tflite"
+    ).read_bytes()
