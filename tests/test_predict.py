@@ -272,3 +272,13 @@ def test_a_damaged_keras_file_is_named_as_damaged(tmp_path, synthetic_config):
     damaged.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(UserError, match=r"student.keras: not a .keras model \(not a zip archive"):
         load_keras(damaged)
+
+
+def test_a_list_that_is_not_utf8_names_the_file_and_byte(tmp_path):
+    from asc_keras.commands.predict import main
+    from asc_keras.errors import UserError
+
+    listed = tmp_path / "fold1_test.csv"
+    listed.write_bytes(b"filename\naudio/caf\xe9.wav\n")
+    with pytest.raises(UserError, match=r"fold1_test.csv: not UTF-8 text: byte 0xe9 at offset 18"):
+        main(["model.keras", str(listed), "-o", str(tmp_path / "out.csv")])

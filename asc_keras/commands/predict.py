@@ -13,7 +13,6 @@ sum to 1); `--format json` writes JSON instead. Files that cannot be read are li
 OUT.errors.tsv and on stderr, every other file is still classified, and the exit status is 1.
 """
 
-import csv
 import json
 import sys
 import time
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from asc_keras import cli
 from asc_keras.errors import UserError
 from asc_keras.inference import GENERAL, device_of, load_model, predict
-from asc_keras.utils import atomic_write_text
+from asc_keras.utils import atomic_write_text, read_tsv_rows
 
 AUDIO_SUFFIXES = {f".{name.lower()}" for name in soundfile.available_formats()} | {".oga"}
 DEVICE_COLUMNS = ("source_label", "device")
@@ -33,17 +32,15 @@ DEVICE_COLUMNS = ("source_label", "device")
 
 def listed_files(path):
     """(file path, name to report, device or None) of every row of a DCASE list."""
-    with open(path, newline="") as file:
-        reader = csv.DictReader(file, delimiter="\t")
-        if "filename" not in (reader.fieldnames or []):
-            raise UserError(
-                f"{path}: expected a tab-separated list with a 'filename' column (a DCASE "
-                f"fold1_test.csv or meta.csv); found columns {reader.fieldnames}"
-            )
-        rows = list(reader)
+    columns, rows = read_tsv_rows(path)
+    if "filename" not in columns:
+        raise UserError(
+            f"{path}: expected a tab-separated list with a 'filename' column (a DCASE "
+            f"fold1_test.csv or meta.csv); found columns {columns}"
+        )
     # evaluation_setup/fold1_test.csv names files relative to the folder above it.
     root = path.parent.parent if path.parent.name == "evaluation_setup" else path.parent
-    column = next((c for c in DEVICE_COLUMNS if c in (reader.fieldnames or [])), None)
+    column = next((c for c in DEVICE_COLUMNS if c in columns), None)
     return [(root / r["filename"], r["filename"], r[column] if column else None) for r in rows]
 
 
@@ -119,8 +116,8 @@ def main(argv=None):
         if not sep or not device or not path:
             raise UserError(f"--device-model {item!r}: expected DEVICE=MODEL, e.g. a=model_a.keras")
         paths[device] = path
+    files = collect(args.inputs)  # a bad list or an empty input set before any model loads
     models = load_model(paths, args.config, args.batch)
-    files = collect(args.inputs)
     # A list's device column, else a TAU22-style name's device, else --device.
     devices = [listed or named for listed, named in ((d, device_of(n)) for _, n, d in files)]
     devices = [args.device if d == "unknown" else d for d in devices]
