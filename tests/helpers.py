@@ -114,6 +114,11 @@ def _found(path):
     return path.exists()
 
 
+def error_line(done):
+    """The last line a finished tool wrote to stderr: where its one-line error goes."""
+    return done.stderr.strip().splitlines()[-1]
+
+
 def wait_for(path, process, timeout=600, poll=0.05):
     """Waits until `path` (or a glob, see `_found`) exists (True) or `process` ends or time
     runs out (False)."""

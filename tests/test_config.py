@@ -178,22 +178,16 @@ def test_a_bad_set_names_the_flag(tmp_path, item, message):
 
 def test_train_py_takes_set_and_names_a_bad_one(tmp_path):
     import subprocess
-    import sys
 
-    root = Path(__file__).resolve().parents[1]
+    from tests.helpers import error_line, train_command
+
     path = tmp_path / "run.yaml"
     path.write_text("training: {epochs: 2}\n")
-    command = [sys.executable, str(root / "tools" / "train.py"), str(path)]
-    done = subprocess.run(
-        [*command, "--out", str(tmp_path / "run"), "--set", "training.epochs=-1"],
-        capture_output=True,
-        text=True,
-    )
+    command, env = train_command(path, tmp_path / "run", "--set", "training.epochs=-1")
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 2
-    assert (
-        done.stderr.strip()
-        .splitlines()[-1]
-        .startswith("error: --set training.epochs=-1: key 'training.epochs' has value -1")
+    assert error_line(done).startswith(
+        "error: --set training.epochs=-1: key 'training.epochs' has value -1"
     )
     assert not (tmp_path / "run").exists()
 

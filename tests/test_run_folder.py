@@ -189,7 +189,7 @@ def test_a_run_that_fails_its_preflight_leaves_nothing(tmp_path, synthetic_root,
 
 
 def test_a_busy_folder_is_refused_before_tensorflow_loads(tmp_path, synthetic_root):
-    from tests.helpers import train_command
+    from tests.helpers import error_line, train_command
 
     config = tmp_path / "run.yaml"
     config.write_text(f"data: {{root: {synthetic_root}}}\n")
@@ -202,12 +202,8 @@ def test_a_busy_folder_is_refused_before_tensorflow_loads(tmp_path, synthetic_ro
             text=True,
         )
     assert done.returncode == 2
-    assert (
-        done.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            f"error: run folder '{tmp_path / 'run'}' is in use by another run (pid {os.getpid()}"
-        )
+    assert error_line(done).startswith(
+        f"error: run folder '{tmp_path / 'run'}' is in use by another run (pid {os.getpid()}"
     )
     imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()]
     assert "yaml" in imported and not [m for m in imported if m.startswith(("tensorflow", "keras"))]
