@@ -261,16 +261,21 @@ def _convert(value, tp, key, source):
     raise TypeError(f"unsupported config annotation {tp!r} for {key}")
 
 
-def _from_dict(cls, data, prefix, source):
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
+def refuse_unknown_keys(data, valid, source, prefix=""):
+    """A ConfigError naming the first key of the mapping `data` that is not in `valid` (and
+    the others), and the valid keys."""
+    unknown = sorted(map(str, set(data) - set(valid)))
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(
             f"{source}: unknown key {where}{unknown[0]!r}"
-            f"{f' (and {unknown[1:]})' if unknown[1:] else ''}; valid keys here: {sorted(fields)}"
+            f"{f' (and {unknown[1:]})' if unknown[1:] else ''}; valid keys here: {sorted(valid)}"
         )
+
+
+def _from_dict(cls, data, prefix, source):
+    hints = typing.get_type_hints(cls)
+    refuse_unknown_keys(data, [f.name for f in dataclasses.fields(cls)], source, prefix)
     values = {}
     for field in dataclasses.fields(cls):
         if field.name in data:

@@ -42,6 +42,7 @@ from asc_keras.config import (
     config_to_dict,
     load_config,
     read_yaml,
+    refuse_unknown_keys,
 )
 from asc_keras.utils import atomic_write_bytes, atomic_write_text, format_table
 
@@ -98,12 +99,7 @@ def load_experiment(path, seeds=None, tables=None, overrides=()):
     spec = read_yaml(path, "experiment file")
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: expected a mapping with the keys config, seeds and tables")
-    unknown = sorted(map(str, set(spec) - {"config", "seeds", "tables"}))
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown key {unknown[0]!r}{f' (and {unknown[1:]})' if unknown[1:] else ''}"
-            f"; valid keys: config, seeds, tables"
-        )
+    refuse_unknown_keys(spec, ["config", "seeds", "tables"], path)
     if not isinstance(spec.get("config"), str):
         raise ConfigError(f"{path}: key 'config' must name the base config file")
     config_path = path.parent / spec["config"]

@@ -48,7 +48,10 @@ def test_an_experiment_file_error_names_the_table_row_and_key(tmp_path):
     with pytest.raises(ConfigError, match="'seeds' has value 0"):
         load_experiment(path)
     (tmp_path / "typo.yaml").write_text("config: base.yaml\ntable: {}\n")
-    with pytest.raises(ConfigError, match="typo.yaml: unknown key 'table'; valid keys: config"):
+    with pytest.raises(
+        ConfigError,
+        match=r"typo.yaml: unknown key 'table'; valid keys here: \['config', 'seeds', 'tables'\]",
+    ):
         load_experiment(tmp_path / "typo.yaml")
 
 
