@@ -18,7 +18,7 @@ import numpy as np
 
 from asc_keras.data.tau22 import CLASSES
 from asc_keras.errors import UserError
-from asc_keras.utils import atomic_path
+from asc_keras.utils import atomic_path, read_tsv_rows
 
 
 class LogitFileError(UserError, ValueError):
@@ -190,8 +190,7 @@ def _read_logit_tensor(path, root, classes):
         raise LogitFileError(
             f"{path}: expected one tensor (meta.csv lines x classes), found {type(tensor).__name__}"
         )
-    with open(Path(root) / "meta.csv", newline="") as f:
-        filenames = [row["filename"] for row in csv.DictReader(f, delimiter="\t")]
+    filenames = [row["filename"] for row in read_tsv_rows(Path(root) / "meta.csv")[1]]
     logits = tensor.detach().to(torch.float32).numpy()
     if logits.ndim != 2 or len(logits) != len(filenames):
         raise LogitFileError(
