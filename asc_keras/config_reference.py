@@ -7,6 +7,7 @@ reference cannot drift from the code: a test compares the file with this module'
 import dataclasses
 import inspect
 import re
+import types
 import typing
 
 from asc_keras import config as config_module
@@ -50,7 +51,7 @@ def _type_text(tp):
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Literal:
         return " \\| ".join(repr(a) if isinstance(a, str) else str(a) for a in args)
-    if args and origin in (typing.Union, __import__("types").UnionType):
+    if args and origin in (typing.Union, types.UnionType):
         return " or ".join(_type_text(a) for a in args)
     if origin in (list, tuple):
         return f"list of {_type_text(args[0])}"
