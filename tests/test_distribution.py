@@ -1,7 +1,8 @@
 """Distributed training: MirroredStrategy on 2 logical CPUs, JAX DataParallel on 2 host
 devices, MultiWorkerMirroredStrategy with 2 local workers, and the errors before training.
 
-Each scenario runs in its own process (tests/distributed_scenarios.py): the device set and the
+The scenarios run in their own processes (tests/distributed_scenarios.py), one per backend and one
+per worker: the device set and the
 Keras backend are fixed when a process first starts TensorFlow / JAX.
 """
 
@@ -24,20 +25,36 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600  # seconds; a hung collective fails the test instead of blocking CI
 
 
-def run_scenario(*args, backend="tensorflow", env=None):
+def scenario_environment(backend, env=None):
     environment = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     environment.update(
         KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT), **(env or {})
     )
-    done = subprocess.run(
-        [sys.executable, str(SCENARIOS), *map(str, args)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+    return environment
+
+
+STRATEGIES = {"tensorflow": "mirrored", "jax": "data_parallel"}
+
+
+@pytest.fixture(scope="module")
+def two_device_runs(synthetic_root, tmp_path_factory):
+    """backend -> (its output folder, its log): every two-device scenario of a backend, run
+    once in one process (tests/distributed_scenarios.py two-devices)."""
+    done = {}
+
+    def run(backend):
+        if backend not in done:
+            out = tmp_path_factory.mktemp(f"two-devices-{backend}")
+            env = scenario_environment(backend, {"ASC_STRATEGY": STRATEGIES[backend]})
+            command = [sys.executable, str(SCENARIOS), "two-devices", synthetic_root, out]
+            ran = subprocess.run(
+                list(map(str, command)), env=env, capture_output=True, text=True, timeout=TIMEOUT
+            )
+            assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+            done[backend] = out, ran.stdout
+        return done[backend]
+
+    return run
 
 
 def test_unknown_strategy_is_a_config_error(tmp_path):
@@ -84,7 +101,7 @@ def test_learning_rate_scaling_is_explicit():
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_two_devices_reach_the_single_device_loss_after_one_step(backend, tmp_path):
+def test_two_devices_reach_the_single_device_loss_after_one_step(backend, two_device_runs):
     """The same global batch on two replicas and on one device gives the same update.
 
     Tolerances: the replicas sum their gradients and (synchronised) BatchNorm moments in
@@ -93,9 +110,8 @@ def test_two_devices_reach_the_single_device_loss_after_one_step(backend, tmp_pa
     a gradient is ~0 (there the update itself is tiny). So the loss agrees to 1e-5
     relative and no weight differs by more than 1 % of one step (lr = 1e-3).
     """
-    out = tmp_path / "result.json"
-    run_scenario("one-step", out, backend=backend)
-    result = json.loads(out.read_text())
+    out, _ = two_device_runs(backend)
+    result = json.loads((out / "one-step.json").read_text())
     assert result["replicas"] == 2
     assert (
         "training.batch_size 15 (the global batch) is not divisible by the 2"
@@ -114,25 +130,22 @@ def load_weights(path):
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_recipe_trains_and_resumes_on_two_devices(backend, synthetic_root, tmp_path):
+def test_recipe_trains_and_resumes_on_two_devices(backend, two_device_runs):
     """train_classifier (pipeline shards, validation, checkpoints) under the strategy; a
     second run with more epochs resumes from the first one's checkpoint."""
-    stage = tmp_path / "stage"
-    strategy = {"tensorflow": "mirrored", "jax": "data_parallel"}[backend]
-    env = {"ASC_STRATEGY": strategy}
-    run_scenario("train", synthetic_root, stage, 1, tmp_path / "a.npz", backend=backend, env=env)
-    assert (stage / "checkpoints" / "epoch-0001.json").is_file()
-    (stage / "last.keras").unlink()  # as if the run had been stopped after epoch 1
-    log = run_scenario(
-        "train", synthetic_root, stage, 2, tmp_path / "b.npz", backend=backend, env=env
-    )
-    assert "resuming stage from epoch 1" in log
-    assert f"distribution {strategy}: 2 replicas" in log
+    out, log = two_device_runs(backend)
+    stage = out / "stage"
+    strategy = STRATEGIES[backend]
+    first_log, second_log = log.split("=== second run\n")
+    assert json.loads((out / "first-checkpoints.json").read_text())[0] == "epoch-0001.json"
+    assert "resuming stage" not in first_log
+    assert "resuming stage from epoch 1" in second_log
+    assert f"distribution {strategy}: 2 replicas" in second_log
     assert (stage / "checkpoints" / "epoch-0002.json").is_file()
     # The saved model is a plain one: it loads on this (TensorFlow) process.
     model = keras.saving.load_model(stage / "last.keras")
     assert not any(getattr(layer, "synchronized", False) for layer in model._flatten_layers())
-    _, replicas, weights = load_weights(tmp_path / "b.npz")
+    _, replicas, weights = load_weights(out / "second-0.npz")
     assert replicas == 2
     for saved, trained in zip(model.get_weights(), weights):
         np.testing.assert_allclose(saved, trained, rtol=0, atol=0)
@@ -148,21 +161,15 @@ def free_ports(count):
     return ports
 
 
-def run_workers(data_root, stage, epochs, out_dir):
+def run_workers(data_root, out_dir):
+    """Two MultiWorkerMirroredStrategy workers on 127.0.0.1, each training twice (the second
+    run resuming the first's checkpoint) in one process; returns their logs."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
         task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        env = {
-            **os.environ,
-            "KERAS_BACKEND": "tensorflow",
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            "PYTHONPATH": str(ROOT),
-            "ASC_STRATEGY": "multi_worker",
-            "TF_CONFIG": json.dumps(task),
-        }
-        out = out_dir / f"worker-{index}.npz"
-        command = [sys.executable, str(SCENARIOS), "train", data_root, stage, epochs, out]
+        env = scenario_environment("tensorflow", {"TF_CONFIG": json.dumps(task)})
+        command = [sys.executable, str(SCENARIOS), "train-twice", data_root, out_dir]
         workers.append(
             subprocess.Popen(
                 list(map(str, command)),
@@ -189,20 +196,18 @@ def test_two_workers_on_localhost_agree_and_resume(synthetic_root, tmp_path):
     """Two MultiWorkerMirroredStrategy workers (TF_CONFIG, 127.0.0.1 only): only the chief
     writes checkpoints, both resume from them, and both end with the same weights."""
     stage = tmp_path / "stage"
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.mkdir(), second.mkdir()
-    run_workers(synthetic_root, stage, 1, first)
-    assert sorted(p.name for p in (stage / "checkpoints").iterdir()) == [
+    logs = run_workers(synthetic_root, tmp_path)
+    assert json.loads((tmp_path / "first-checkpoints.json").read_text()) == [
         "epoch-0001.json",
         "epoch-0001.weights.h5",
     ]
-    (stage / "last.keras").unlink()
-    logs = run_workers(synthetic_root, stage, 2, second)
     for log in logs:
-        assert "resuming stage from epoch 1" in log
-        assert "distribution multi_worker: 2 replicas on 2 worker(s)" in log
-    chief, _, chief_weights = load_weights(second / "worker-0.npz")
-    other, _, other_weights = load_weights(second / "worker-1.npz")
+        first, second = log.split("=== second run\n")
+        assert "resuming stage" not in first
+        assert "resuming stage from epoch 1" in second
+        assert "distribution multi_worker: 2 replicas on 2 worker(s)" in second
+    chief, _, chief_weights = load_weights(tmp_path / "second-0.npz")
+    other, _, other_weights = load_weights(tmp_path / "second-1.npz")
     assert (chief, other) == (0, 1)
     for a, b in zip(chief_weights, other_weights):
         np.testing.assert_array_equal(a, b)
