@@ -168,13 +168,18 @@ def test_the_table_gives_mean_std_qat_drop_and_time_per_row(tmp_path):
     assert line_with("Time").count("7 min 10 s") == 1 and "teachers 30 s" in line_with("Time")
 
 
+# What the grid checks (kill, resume, shared runs, the table) does not depend on the input size.
+SMALL_FRONTEND = {"n_mels": 64, "hop_length": 1000}
+
+
 @pytest.mark.slow
 def test_a_killed_grid_resumes_where_it_stopped_and_writes_the_table(tmp_path, synthetic_root):
     (tmp_path / "teacher.yaml").write_text(
         yaml.safe_dump(
             {
+                "frontend": SMALL_FRONTEND,
                 "model": {"architecture": "cp_resnet", "width": 4},
-                "training": {"epochs": 2, "batch_size": 16, "warmup_epochs": 1},
+                "training": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0},
                 "distillation": {"enabled": False},
             }
         )
@@ -182,8 +187,9 @@ def test_a_killed_grid_resumes_where_it_stopped_and_writes_the_table(tmp_path, s
     base = {
         "data": {"root": str(synthetic_root), "cache_dir": str(tmp_path / "cache")},
         "augment": {"dir": {"folder": "impulse_responses"}},
+        "frontend": SMALL_FRONTEND,
         "model": {"variant": "sm1"},
-        "training": {"epochs": 3, "batch_size": 16, "warmup_epochs": 1},
+        "training": {"epochs": 2, "batch_size": 16, "warmup_epochs": 1},
         "teachers": {"train_count": 1, "config": "teacher.yaml"},
         "quantization": {"enabled": False},
     }
@@ -215,7 +221,7 @@ def test_a_killed_grid_resumes_where_it_stopped_and_writes_the_table(tmp_path, s
     time_spent = json.loads((folder["fused"] / "seed-0" / "experiment-time.json").read_text())
     assert time_spent["attempts"] == 2
     history = (folder["fused"] / "seed-0" / "student" / "history.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]
+    assert [line.split(",")[0] for line in history[1:]] == ["1", "2"]
     assert sorted(p.name for p in out.joinpath("runs").iterdir()) == sorted(
         {row.folder for row in experiment.rows}
     )
