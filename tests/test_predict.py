@@ -175,57 +175,17 @@ def test_keras_students_with_and_without_the_front_end_agree(tiny_recipe, inputs
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["student/last.keras", "quantized/model_int8.tflite"])
 def test_predict_gives_each_clip_the_class_evaluate_gives(
-    tiny_recipe, synthetic_root, model, tmp_path
+    tiny_recipe, tiny_evaluated, synthetic_root, model, tmp_path
 ):
     run = tiny_recipe["whole"]
-    evaluated = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "evaluate.py"), str(run / model),
-         str(run / "config.yaml"), "--out", str(tmp_path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    evaluated, report = tiny_evaluated(model)
     assert evaluated.returncode == 0, evaluated.stderr
-    [report] = tmp_path.glob("*_evaluate.json")
-    expected = json.loads(report.read_text())["predicted"]
+    expected = report["predicted"]
     listed = synthetic_root / "evaluation_setup" / "fold1_evaluate.csv"
     done = run_predict(run / model, listed, "-o", tmp_path / "out.csv")
     assert done.returncode == 0, done.stderr
     got = {r["filename"]: r["scene_label"] for r in check_submission(tmp_path / "out.csv")}
     assert len(got) == len(expected) == 90 and got == expected
-
-
-WAVEFORM_CHECK = """
-import sys, keras, numpy as np
-import asc_keras  # registers the layers
-data = np.load(sys.argv[2])
-model = keras.saving.load_model(sys.argv[1])
-got = keras.ops.convert_to_numpy(model(data["waveforms"]))
-print(keras.backend.backend(), float(np.abs(got - data["logits"]).max()))
-"""
-
-
-@pytest.mark.slow
-def test_a_saved_waveform_model_gives_the_same_logits_on_every_backend(tmp_path):
-    import os
-
-    from asc_keras import ds_flexinet, with_frontend
-    from asc_keras.audio import LogMel
-    from asc_keras.config import FrontEndConfig
-
-    student = ds_flexinet("sm1")
-    rng = np.random.default_rng(3)
-    waveforms = (rng.normal(0, 0.1, (4, 32000))).astype("float32")
-    logits = student.predict(np.asarray(LogMel(FrontEndConfig())(waveforms))[..., None], verbose=0)
-    with_frontend(student, FrontEndConfig()).save(tmp_path / "waveform.keras")
-    np.savez(tmp_path / "data.npz", waveforms=waveforms, logits=logits)
-    for backend in ("tensorflow", "jax", "torch"):
-        done = subprocess.run(
-            [sys.executable, "-c", WAVEFORM_CHECK, str(tmp_path / "waveform.keras"),
-             str(tmp_path / "data.npz")],
-            env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, text=True,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        name, difference = done.stdout.split()[-2:]
-        assert name == backend and float(difference) < 1e-4, (backend, difference)
 
 
 @pytest.mark.parametrize(
