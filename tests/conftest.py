@@ -1,5 +1,8 @@
 import concurrent.futures
+import fcntl
+import json
 import os
+import shutil
 import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -9,7 +12,12 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from tests.helpers import kill_every_stage_then_resume, train_command, wait_for  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    kill_every_stage_then_resume,
+    run_tool,
+    train_command,
+    wait_for,
+)
 
 # `make test` runs two pytest-xdist workers. Tests that share the one tiny recipe run go to
 # one worker (else each worker would train it), and so do the multi-process distribution
@@ -44,19 +52,29 @@ def _seed():
 
 
 @pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory):
-    """A small synthetic dataset in the TAU22 layout, made once per test session."""
+def synthetic_root(tmp_path_factory, worker_id):
+    """A small synthetic dataset in the TAU22 layout, made once per pytest run: the xdist
+    workers share it (and the waveform caches in it, which take their own lock). Tests that
+    change a dataset copy it first."""
     from asc_keras.data.synthetic import make_synthetic_dataset
 
-    root = tmp_path_factory.mktemp("tau22")
-    make_synthetic_dataset(
-        root,
-        train_clips_a=4,
-        train_clips_other=2,
-        evaluate_clips=1,
-        impulse_responses=4,
-        progress=False,
-    )
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # the workers' temporary folders lie in one folder
+        shared = shared.parent
+    root = shared / "tau22"
+    with open(shared / "tau22.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "made").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            make_synthetic_dataset(
+                root,
+                train_clips_a=4,
+                train_clips_other=2,
+                evaluate_clips=1,
+                impulse_responses=4,
+                progress=False,
+            )
+            (root / "made").touch()
     return root
 
 
@@ -139,3 +157,23 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
         "config_before": config_before,
         "killed": killed,  # a Future: what kill_every_stage_then_resume saw
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_evaluated(tiny_recipe, tmp_path_factory):
+    """tools/evaluate.py on a model of the tiny recipe run (a path in its folder), with the
+    run's config, run once per model and kernel set: returns a function
+    (model, reference=False) -> (its completed process, its report)."""
+    done = {}
+
+    def evaluate(model, reference=False):
+        if (model, reference) not in done:
+            out = tmp_path_factory.mktemp("evaluated")
+            flags = ["--reference-kernels"] if reference else []
+            model_path = tiny_recipe["whole"] / model
+            ran = run_tool("evaluate.py", model_path, tiny_recipe["config"], "--out", out, *flags)
+            [report] = out.glob("*_evaluate*.json")
+            done[model, reference] = ran, json.loads(report.read_text())
+        return done[model, reference]
+
+    return evaluate

@@ -1,6 +1,7 @@
 """Helpers of the tests: the checks every asc_keras layer must pass (in the spirit of
 KerasHub's `run_layer_test`), and running tools/train.py as a user would."""
 
+import fcntl
 import html.parser
 import json
 import os
@@ -96,6 +97,18 @@ def mixed_reference(mixed, layer_cls, init_kwargs, x):
     return keras.ops.convert_to_numpy(layer(x))
 
 
+def run_tool(name, *args, check=True):
+    """tools/NAME ARGS on the TensorFlow backend; the completed process."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / name), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
 def train_command(config, out, *flags):
     """tools/train.py CONFIG --out OUT --quiet FLAGS, and its environment."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
@@ -139,6 +152,21 @@ def stage_processes(run_dir):
         if b"asc_keras.quantize.stage" in command and str(run_dir).encode() in command:
             found.append(int(entry.name))
     return found
+
+
+def lock_is_held(run_dir):
+    """Whether a process holds `run_dir`'s run lock now."""
+    try:
+        fd = os.open(Path(run_dir) / ".lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the lock this took
+    return False
 
 
 def kill_at(config, run_dir, marker, resume=True, poll=0.05):
@@ -195,8 +223,10 @@ def kill_every_stage_then_resume(config, run):
     seen["qat"] = []
     for marker in QAT_KILL_POINTS:
         killed, output = kill_at(config, run, run / "quantized" / marker)
-        deadline = time.time() + 20
-        while stage_processes(run) and time.time() < deadline:
+        # The kernel ends the child (its parent died): wait until it is gone and, since a
+        # dying process leaves /proc before it closes its files, until the lock is free.
+        deadline = time.time() + 60
+        while (stage_processes(run) or lock_is_held(run)) and time.time() < deadline:
             time.sleep(0.1)
         seen["qat"].append(
             {

@@ -10,18 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_tool
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_tool(name, *args, check=True):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / name), *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=check,
-    )
+INT8 = "quantized/model_int8.tflite"
 
 
 def quantized_summary(tiny_recipe):
@@ -38,21 +30,15 @@ def test_the_int8_model_is_residual_norm_in_int8_ops_and_matches_its_twin(tiny_r
 
 
 @pytest.mark.slow
-def test_tflite_micro_computes_what_the_reference_kernels_compute(tiny_recipe, tmp_path):
-    config, run = tiny_recipe["config"], tiny_recipe["whole"]
+def test_tflite_micro_computes_what_the_reference_kernels_compute(tiny_recipe, tiny_evaluated):
     micro = quantized_summary(tiny_recipe)["micro"]
     assert micro["inputs"] == 20 and micro["arena_bytes"] > 0
     assert micro["mismatched_outputs"] == 0 and micro["max_int8_difference"] == 0
     # Bit-exact outputs give TFLite Micro the reference kernels' class on every input; how
     # often that is the reported (builtin-kernel) model's class, evaluate.py's per-clip
     # classes with both kernel sets say independently.
-    model = run / "quantized" / "model_int8.tflite"
-    run_tool("evaluate.py", model, config, "--out", tmp_path)
-    run_tool("evaluate.py", model, config, "--out", tmp_path, "--reference-kernels")
-    builtin = json.loads((tmp_path / "model_int8_evaluate.json").read_text())["predicted"]
-    reference = json.loads((tmp_path / "model_int8_evaluate_reference.json").read_text())[
-        "predicted"
-    ]
+    builtin = tiny_evaluated(INT8)[1]["predicted"]
+    reference = tiny_evaluated(INT8, reference=True)[1]["predicted"]
     first = list(builtin)[: micro["inputs"]]
     same = sum(builtin[name] == reference[name] for name in first)
     assert micro["reference_same_class_as_reported"] == same
@@ -143,12 +129,10 @@ def test_rerunning_a_finished_run_only_reports(tiny_recipe):
 
 
 @pytest.mark.slow
-def test_evaluate_py_gives_the_runs_int8_accuracies(tiny_recipe, tmp_path):
-    config, run = tiny_recipe["config"], tiny_recipe["whole"]
+def test_evaluate_py_gives_the_runs_int8_accuracies(tiny_recipe, tiny_evaluated):
+    run = tiny_recipe["whole"]
     quantized = quantized_summary(tiny_recipe)
-    model = run / "quantized" / "model_int8.tflite"
-    evaluated = run_tool("evaluate.py", model, config, "--out", tmp_path)
-    report = json.loads((tmp_path / "model_int8_evaluate.json").read_text())
+    evaluated, report = tiny_evaluated(INT8)
     assert report["accuracy"] == pytest.approx(
         json.loads((run / "quantized" / "report_int8.json").read_text())["accuracy"]
     )
@@ -160,8 +144,7 @@ def test_evaluate_py_gives_the_runs_int8_accuracies(tiny_recipe, tmp_path):
         100 * (quantized["accuracy"]["float Keras"] - reference["accuracy"])
     )
     assert "LiteRT's reference kernels" in quantized["kernels"]["accuracy_reference"]
-    run_tool("evaluate.py", model, config, "--out", tmp_path, "--reference-kernels")
-    evaluated = json.loads((tmp_path / "model_int8_evaluate_reference.json").read_text())
+    evaluated = tiny_evaluated(INT8, reference=True)[1]
     assert evaluated["accuracy"] == pytest.approx(reference["accuracy"])
 
 
