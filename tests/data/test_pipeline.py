@@ -103,13 +103,18 @@ def test_adir_auto_threshold_is_the_training_mean_energy(synthetic_config):
 @pytest.mark.multi_backend
 def test_model_fit_consumes_the_pipeline(synthetic_config):
     from asc_keras import ds_flexinet
+    from asc_keras.audio.frontend import feature_shape
 
-    train = open_split(synthetic_config, "train", progress=False)
-    model = ds_flexinet("sm1")
+    # A small front end (64 bins, hop 1000): the pipeline and fit do not depend on the size.
+    small = dataclasses.replace(synthetic_config.frontend, n_mels=64, hop_length=1000)
+    config = dataclasses.replace(synthetic_config, frontend=small)
+    train = open_split(config, "train", progress=False)
+    model = ds_flexinet("sm1", input_shape=feature_shape(config))
+    assert model.input_shape == (None, 64, 32, 1)
     model.compile(
         optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    dataset = make_dataset(train, synthetic_config, training=True)
+    dataset = make_dataset(train, config, training=True)
     history = model.fit(
         dataset, epochs=2, steps_per_epoch=steps_per_epoch(train, 16), shuffle=False, verbose=0
     )
