@@ -428,7 +428,11 @@ def quantized_student(config, reports):
 def quantization_stage(run_dir, verbose, lock, student="student"):
     """QAT, int8 export and evaluation in a subprocess: tfmot switches its process to legacy
     Keras, which must not leak into this one. The child holds the run folder's `lock` with
-    this process and dies with it (`die_with_parent`)."""
+    this process and dies with it (`die_with_parent`). A finished stage (its summary.json
+    written last) starts no process."""
+    summary = Path(run_dir) / "quantized" / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())
     env = {**os.environ, **lock.env}  # with the console settings (asc_keras.console)
     command = [
         sys.executable,
@@ -445,4 +449,4 @@ def quantization_stage(run_dir, verbose, lock, student="student"):
             f"the quantization stage of {run_dir} failed (see above); fix the "
             f"cause and rerun with --resume"
         )
-    return json.loads((Path(run_dir) / "quantized" / "summary.json").read_text())
+    return json.loads(summary.read_text())
