@@ -154,6 +154,10 @@ class TeachersConfig:
     config: str | None = None  # their config file (relative: to this config's folder)
     # averaged (w = 1/S) or fused (eq. 4, fitted)
     fusion: typing.Literal["averaged", "fused"] = "fused"
+    # Out-of-fold logits: each teacher trains `folds` times, each time without one fold of
+    # the training split (grouped by recording place, stratified by class), and labels the
+    # fold it did not see; 1: every teacher labels the clips it trained on.
+    folds: int = _count(1)
 
 
 @dataclasses.dataclass

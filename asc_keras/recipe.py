@@ -30,7 +30,7 @@ from asc_keras.data.pipeline import (
     steps_per_epoch,
     with_data_root,
 )
-from asc_keras.data.tau22 import CLASSES, DatasetError
+from asc_keras.data.tau22 import CLASSES, DatasetError, read_split, resolve_data_root
 from asc_keras.distill import (
     Distiller,
     LabelWeightSchedule,
@@ -38,6 +38,7 @@ from asc_keras.distill import (
     TeacherLogits,
     load_logits,
 )
+from asc_keras.distill.folds import FoldError, fold_assignment, out_of_fold
 from asc_keras.distill.fusion import fusion_report, report_title, sharpening_warning
 from asc_keras.distribution import (
     Distribution,
@@ -185,24 +186,31 @@ def check_paths(config, config_path=None):
                 f"{config_path or 'config'}: teachers.logit_files: {logit_file!r} does not exist"
             )
         load_logits(logit_file, root=config.data.root)  # a damaged file, before any work
+    if teacher_config is not None and config.teachers.folds > 1:
+        records = read_split(resolve_data_root(config), config.data.train_split)
+        try:
+            fold_assignment(records, config.teachers.folds, config.training.seed)
+        except FoldError as error:
+            raise ConfigError(f"{config_path or 'config'}: {error}") from None
     return teacher_config
 
 
 def teacher_stage(
-    config, teacher_config, run_dir, splits, *, resume=False, verbose=1, distribution=None
+    config, teacher_config, teachers_dir, splits, *, resume=False, verbose=1, distribution=None
 ):
-    """Trains config.teachers.train_count teachers with `teacher_config`; returns their
-    logit files. Teachers train under the student config's distribution."""
+    """Trains config.teachers.train_count teachers with `teacher_config` in `teachers_dir`
+    (each out of fold when config.teachers.folds > 1); returns their logit files. Teachers
+    train under the student config's distribution."""
     files = []
     teachers = config.teachers
     if teacher_config is None:
         return files
     # The teachers' own config is part of the run: a changed teacher file is refused too.
-    teachers_dir = Path(run_dir) / "teachers"
+    teachers_dir = Path(teachers_dir)
     if not check_config(teacher_config, teachers_dir / "config.yaml"):
         save_config(teacher_config, teachers_dir / "config.yaml")
     for index in range(teachers.train_count):
-        stage_dir = Path(run_dir) / "teachers" / f"teacher-{index}"
+        stage_dir = teachers_dir / f"teacher-{index}"
         logits_path = stage_dir / "logits.npz"
         files.append(logits_path)
         if logits_path.is_file():
@@ -213,14 +221,30 @@ def teacher_stage(
                 teacher_config.training, seed=config.training.seed + index
             ),
         )
+        folds = f", {teachers.folds} folds" if teachers.folds > 1 else ""
         print(
             f"== teacher {index + 1}/{teachers.train_count} ({seeded.model.architecture}, "
-            f"seed {seeded.training.seed})"
+            f"seed {seeded.training.seed}{folds})"
         )
-        train_teacher(
-            seeded, stage_dir, splits, resume=resume, verbose=verbose, distribution=distribution
-        )
+        stage = dict(resume=resume, verbose=verbose, distribution=distribution)
+        if teachers.folds > 1:
+            # The same folds for every teacher (the run's seed): the fusion sees each
+            # clip labelled by models that never trained on it.
+            assignment = fold_assignment(splits.train.records, teachers.folds, config.training.seed)
+            train_teacher_out_of_fold(seeded, stage_dir, splits, assignment, **stage)
+        else:
+            train_teacher(seeded, stage_dir, splits, **stage)
     return files
+
+
+def _teacher_logits(model, config, train, evaluate, path):
+    """Writes `model`'s logits for the clips of `train` and `evaluate` (caches) to `path`."""
+    filenames = train.filenames + evaluate.filenames
+    logits = np.concatenate(
+        [predict_logits(model, train, config), predict_logits(model, evaluate, config)]
+    )
+    TeacherLogits(filenames, logits, CLASSES, source=str(path)).save(path)
+    return path
 
 
 def train_teacher(config, stage_dir, splits, *, resume=False, verbose=1, distribution=None):
@@ -228,14 +252,48 @@ def train_teacher(config, stage_dir, splits, *, resume=False, verbose=1, distrib
     model = train_classifier(
         config, stage_dir, splits, resume=resume, verbose=verbose, distribution=distribution
     )
+    return _teacher_logits(model, config, splits.train, splits.evaluate, stage_dir / "logits.npz")
+
+
+def train_teacher_out_of_fold(
+    config, stage_dir, splits, assignment, *, resume=False, verbose=1, distribution=None
+):
+    """One teacher trained once per fold of `assignment` (a fold per training clip), each
+    model in `stage_dir`/fold-F/ (a resumable stage) without fold F, labelling fold F and
+    the evaluation split (fold-F/logits.npz). Writes `stage_dir`/logits.npz: every training
+    clip's logits from the model that did not train on it, the evaluation split's the mean
+    of the fold models; and folds.tsv, the fold of each training clip."""
+    stage_dir = Path(stage_dir)
+    folds = int(assignment.max()) + 1
+    rows = ["filename\tfold", *(f"{f}\t{k}" for f, k in zip(splits.train.filenames, assignment))]
+    atomic_write_text(stage_dir / "folds.tsv", "\n".join(rows) + "\n")
+    held_out_logits, evaluate_logits = [], []
+    for fold in range(folds):
+        held_out = splits.train.subset(np.flatnonzero(assignment == fold))
+        path = stage_dir / f"fold-{fold}" / "logits.npz"
+        if not path.is_file():
+            trained_on = splits.train.subset(np.flatnonzero(assignment != fold))
+            print(
+                f"-- fold {fold + 1}/{folds}: trains on {len(trained_on)} clips, labels the "
+                f"{len(held_out)} it does not see"
+            )
+            model = train_classifier(
+                config,
+                path.parent,
+                Splits(trained_on, splits.evaluate),
+                resume=resume,
+                verbose=verbose,
+                distribution=distribution,
+            )
+            _teacher_logits(model, config, held_out, splits.evaluate, path)
+        logits = load_logits(path)
+        held_out_logits.append(logits.aligned_to(held_out.filenames))
+        evaluate_logits.append(logits.aligned_to(splits.evaluate.filenames))
+    path = stage_dir / "logits.npz"
     filenames = splits.train.filenames + splits.evaluate.filenames
     logits = np.concatenate(
-        [
-            predict_logits(model, splits.train, config),
-            predict_logits(model, splits.evaluate, config),
-        ]
+        [out_of_fold(held_out_logits, assignment), np.mean(evaluate_logits, axis=0)]
     )
-    path = Path(stage_dir) / "logits.npz"
     TeacherLogits(filenames, logits, CLASSES, source=str(path)).save(path)
     return path
 
@@ -305,7 +363,7 @@ def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
     teacher, teacher_reports = None, {}
     if config.distillation.enabled:
         logit_files = [Path(f) for f in config.teachers.logit_files]
-        logit_files += teacher_stage(config, teacher_config, run_dir, splits, **stages)
+        logit_files += teacher_stage(config, teacher_config, run_dir / "teachers", splits, **stages)
         if not logit_files:
             raise ConfigError(
                 f"{source}: distillation.enabled needs teachers.logit_files "
@@ -336,6 +394,12 @@ def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
         print(summary["distillation"]["verdict"])
         if page:
             page.note("distillation", summary["distillation"]["verdict"])
+        warning = summary["distillation"].get("warning")
+        if warning:
+            print(f"warning: {warning}")
+            summary.setdefault("warnings", []).append(warning)
+            if page:
+                page.note("warning", f"Warning: {warning}")
     if not distribution.is_chief:
         shutil.rmtree(run_dir, ignore_errors=True)
         return summary
@@ -397,11 +461,47 @@ def distillation_verdict(config, reports, teacher_reports):
     if teachers is not None:
         verdict["teachers"] = teachers["accuracy"]
         text += f"; the {config.teachers.fusion} teachers score {100 * teachers['accuracy']:.2f} %"
+        on_train = teacher_reports.get(f"{config.teachers.fusion} (train)")
+        if on_train is not None:
+            verdict["teachers_train"] = on_train["accuracy"]
+            text += f" ({100 * on_train['accuracy']:.2f} % on the training clips they label)"
         weak = teachers["accuracy"] <= max(distilled, verdict.get("without_teacher", 0))
         if weak and not verdict.get("helped", True):
             text += ", no better than the student: it needs stronger teachers"
     verdict["verdict"] = text[0].upper() + text[1:] + "."
+    warning = repeated_labels_warning(config, verdict)
+    if warning:
+        verdict["warning"] = warning
     return verdict
+
+
+# Teachers that score this many points more on the training clips they label than on the
+# evaluation split have mostly learnt those clips: their logits there repeat the labels.
+LABEL_REPEAT_GAP = 15.0
+
+
+def repeated_labels_warning(config, verdict):
+    """A line when the teachers' accuracy on the training clips they label is far above
+    their evaluation accuracy (LABEL_REPEAT_GAP points), else None."""
+    if "teachers_train" not in verdict:
+        return None
+    gap = 100 * (verdict["teachers_train"] - verdict["teachers"])
+    if gap < LABEL_REPEAT_GAP:
+        return None
+    if config.teachers.folds > 1:
+        why = (
+            "the training clips' logits are out of fold: the teachers' models never saw "
+            "the clips they label, so their training set is easier than the evaluation one"
+        )
+    else:
+        why = (
+            "they label the clips they trained on, and those logits mostly repeat the labels; "
+            "teachers.folds: 5 gives out-of-fold logits (docs/distillation.md)"
+        )
+    return (
+        f"the teachers score {gap:.1f} points more on the training clips than on "
+        f"{config.data.eval_split}: {why}"
+    )
 
 
 def quantized_student(config, reports):

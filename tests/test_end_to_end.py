@@ -238,7 +238,7 @@ def test_the_run_shows_no_native_log_lines_and_one_page_with_every_printed_table
     }
     for title, rows in printed.items():
         assert shown[title] == rows, title
-    curves = [f"training curves of {n}" for n in ("teachers/teacher-0", "student")]
+    curves = [f"training curves of {n}" for n in ("teachers/teacher-0/fold-1", "student")]
     assert set(curves + ["training curves of QAT (int8)"]) <= set(page.images)
     assert "confusion matrix of int8 QAT" in page.images
 

@@ -222,3 +222,25 @@ def test_the_distillation_verdict_says_whether_the_teachers_helped():
     alone = distillation_verdict(config, {"student": {"accuracy": 0.6}}, {})
     assert "helped" not in alone
     assert "set distillation.compare_without_teacher" in alone["verdict"]
+
+
+def test_teachers_far_better_on_their_training_clips_are_named_in_the_verdict():
+    from asc_keras.config import config_from_dict
+    from asc_keras.recipe import distillation_verdict
+
+    teachers = {"fused (evaluate)": {"accuracy": 0.5}, "fused (train)": {"accuracy": 0.9}}
+    reports = {"student": {"accuracy": 0.45}, "student, no teacher": {"accuracy": 0.46}}
+    verdict = distillation_verdict(config_from_dict({}), reports, teachers)
+    assert verdict["teachers_train"] == 0.9
+    assert figures(verdict["verdict"]) == ["45.00", "1.00", "46.00", "50.00", "90.00"]
+    assert "on the training clips they label" in verdict["verdict"]
+    assert figures(verdict["warning"]) == ["40.0"]
+    assert "they label the clips they trained on" in verdict["warning"]
+    assert "teachers.folds: 5" in verdict["warning"]
+    # Out of fold, the same gap has another cause, and the remedy is not offered again.
+    out_of_fold = config_from_dict({"teachers": {"folds": 5}})
+    warning = distillation_verdict(out_of_fold, reports, teachers)["warning"]
+    assert "out of fold" in warning and "teachers.folds: 5" not in warning
+    # A gap under 15 points says nothing.
+    teachers["fused (train)"]["accuracy"] = 0.64
+    assert "warning" not in distillation_verdict(config_from_dict({}), reports, teachers)

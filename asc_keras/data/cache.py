@@ -44,6 +44,9 @@ class WaveformCache:
     waveforms: np.ndarray  # (clips, samples), float16 on disk or any float in memory
     sample_rate: int
     mean_energy: float  # mean over clips of sum(x ** 2), the "auto" ADIR threshold
+    # Of a `subset`: each record's row in `waveforms` (those of the cache it was taken from).
+    rows: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    whole: "WaveformCache | None" = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_arrays(cls, records, waveforms, sample_rate=32000):
@@ -53,6 +56,16 @@ class WaveformCache:
             raise ValueError(f"{len(records)} records but {len(waveforms)} waveforms")
         energy = float(np.mean(np.sum(np.square(waveforms, dtype=np.float64), axis=1)))
         return cls(list(records), waveforms, sample_rate, energy)
+
+    def subset(self, indices):
+        """The clips `indices` (in that order) of this cache, reading from its waveforms
+        (no copy; in memory, its tf.Variable) and keeping its `mean_energy`: models trained
+        on a subset (the folds of `teachers.folds`) take the split's ADIR threshold."""
+        indices = np.asarray(indices, np.int64)
+        whole = self.whole or self
+        rows = indices if self.rows is None else self.rows[indices]
+        records = [self.records[i] for i in indices]
+        return dataclasses.replace(self, records=records, rows=rows, whole=whole)
 
     @property
     def filenames(self):
@@ -69,7 +82,11 @@ class WaveformCache:
         now), else streamed from per-clip files. Caches made in memory
         (`from_arrays`) are always in memory."""
         if getattr(self, "_reader", None) is None:
-            self._reader = WaveformReader.choose(self, memory_budget_gb)
+            if self.whole is not None:  # a subset reads its rows of the whole cache
+                whole = self.whole.reader(memory_budget_gb)
+                self._reader = dataclasses.replace(whole, rows=self.rows)
+            else:
+                self._reader = WaveformReader.choose(self, memory_budget_gb)
         return self._reader
 
     def as_tensor(self):
@@ -80,6 +97,8 @@ class WaveformCache:
         iterator while a read is in flight. It takes 64 KB of memory per clip (8.9 GB for the
         full TAU22 training split) and is filled chunk by chunk from the memory-mapped file.
         """
+        if self.whole is not None:  # a subset's rows are `rows` of the whole one's
+            return self.whole.as_tensor()
         if getattr(self, "_tensor", None) is None:
             import tensorflow as tf
 
@@ -129,6 +148,7 @@ class WaveformReader:
     streaming: bool
     how: str  # one line: which path and why
     clips: Path | None = None  # the per-clip files' folder, when streaming
+    rows: np.ndarray | None = None  # of a subset's reader: its rows of the cache
 
     @classmethod
     def choose(cls, cache, memory_budget_gb=None, progress=True):
@@ -158,6 +178,8 @@ class WaveformReader:
         """float16 rows `index` (a 1-D int64 tensor) of the cache, (len(index), samples)."""
         import tensorflow as tf
 
+        if self.rows is not None:
+            index = tf.gather(tf.constant(self.rows, tf.int64), index)
         if not self.streaming:
             return tf.gather(self.cache.as_tensor(), index)
         names = tf.strings.join(

@@ -219,6 +219,7 @@ def _curves_section(run_dir, quantized):
     histories = {
         str(path.parent.relative_to(run_dir)): _history(path)
         for path in sorted(run_dir.glob("teachers/*/history.csv"))
+        + sorted(run_dir.glob("teachers/*/fold-*/history.csv"))  # out-of-fold teachers
         + sorted(run_dir.glob("*/history.csv"))
     }
     if quantized and quantized.get("qat_history"):
