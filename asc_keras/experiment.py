@@ -12,10 +12,12 @@ An experiment file names a base config and, per table, rows that change some of 
 
 The base config's teachers (teachers.train_count with teachers.config) are trained once, in
 `<out>/teachers/`, and every distilled row of every seed reads their logits (plus any
-teachers.logit_files of the base config). Each (row, seed) is one ordinary run folder,
-`<out>/runs/<row>-<hash>/seed-<k>`, named by its resolved config, so two rows with the same
-config share their runs. Runs go seed by seed (every row of seed 0 first), each resumed from
-its last checkpoint when the experiment is rerun after a crash and skipped once finished.
+teachers.logit_files of the base config). Rows that set another `teachers.folds` read a
+set trained once for that value, in `<out>/teachers-K-folds/`. Each (row, seed) is one
+ordinary run folder, `<out>/runs/<row>-<hash>/seed-<k>`, named by its resolved config, so two
+rows with the same config share their runs. Runs go seed by seed (every row of seed 0
+first), each resumed from its last checkpoint when the experiment is rerun after a crash and
+skipped once finished.
 After every run the results are written again: `results.md`, `results.csv` (mean and std per
 device group, float and int8, the QAT drop and the time per run), `runs.csv` (every run) and
 `results.png`.
@@ -244,7 +246,9 @@ class Runner:
                     if run_dir in done:
                         continue
                     done.add(run_dir)
-                    config = seeded(with_teachers(self._resolved(row.config), logit_files), seed)
+                    config = self._resolved(row.config)
+                    teachers = logit_files.get(config.teachers.folds, [])
+                    config = seeded(with_teachers(config, teachers), seed)
                     self.run_one(config, run_dir, f"{row.table} / {row.name}, seed {seed}")
                     self.write_results()
         return self.write_results()
@@ -255,35 +259,47 @@ class Runner:
         return with_data_root(config, self.data_root)
 
     def teachers(self):
-        """The teacher logit files every distilled row reads: the base config's own files and
-        the teachers it trains, trained here once (resumed after a crash)."""
+        """folds -> the teacher logit files every distilled row with that teachers.folds
+        reads: the base config's own files and the teachers it trains, trained here once per
+        folds value (in `teachers/`, or `teachers-K-folds/` for K > 1; resumed after a
+        crash)."""
+        base = self._resolved(self.experiment.base)
+        distilled = [row.config for row in self.experiment.rows if row.config.distillation.enabled]
+        if not distilled:
+            return {}
+        return {
+            folds: self._teacher_set(base, folds)
+            for folds in sorted({config.teachers.folds for config in distilled})
+        }
+
+    def _teacher_set(self, base, folds):
         from asc_keras.data.pipeline import Splits
         from asc_keras.distribution import setup_distribution
         from asc_keras.recipe import check_paths, teacher_stage
 
-        base = self._resolved(self.experiment.base)
-        if not any(row.config.distillation.enabled for row in self.experiment.rows):
-            return []
+        base = dataclasses.replace(base, teachers=dataclasses.replace(base.teachers, folds=folds))
         files = [Path(f).resolve() for f in base.teachers.logit_files]
         teacher_config = check_paths(base, self.experiment.config_path)
         if teacher_config is not None:
             count = base.teachers.train_count
-            trained = [self.out / "teachers" / f"teacher-{i}" / "logits.npz" for i in range(count)]
+            folder = self.out / ("teachers" if folds == 1 else f"teachers-{folds}-folds")
+            trained = [folder / f"teacher-{i}" / "logits.npz" for i in range(count)]
             if not all(path.is_file() for path in trained):
-                print(f"== experiment: {count} teachers in {self.out / 'teachers'}")
-                started = _start_attempt(self.out / "teachers")
+                out_of_fold = f", {folds} folds each" if folds > 1 else ""
+                print(f"== experiment: {count} teachers{out_of_fold} in {folder}")
+                started = _start_attempt(folder)
                 distribution = setup_distribution(base, source=str(self.experiment.config_path))
                 splits = Splits.open(base)
                 teacher_stage(
                     base,
                     teacher_config,
-                    self.out,
+                    folder,
                     splits,
                     resume=True,
                     verbose=self.verbose,
                     distribution=distribution,
                 )
-                _end_attempt(self.out / "teachers", started)
+                _end_attempt(folder, started)
                 _release_memory()
             files += [path.resolve() for path in trained]
         if not files:
@@ -325,7 +341,9 @@ class Runner:
             for seed in range(self.experiment.seeds)
         }
         seconds = {
-            "teachers": _seconds(self.out / "teachers"),
+            "teachers": sum(
+                _seconds(folder) or 0 for folder in self.out.glob("teachers*") if folder.is_dir()
+            ),
             "runs": sum(_seconds(folder) or 0 for folder in folders),
         }
         text = results_markdown(self.experiment, table, seconds)
@@ -454,10 +472,15 @@ def results_markdown(experiment, table, seconds=None):
             rows.append(cells)
         parts += ["", f"## {title}", "", *_markdown_table(headers, rows)]
         parts += [f"- {finding}" for finding in findings(lines, seeds)]
-    teachers = next((line["teachers"] for line in table if line["teachers"]), {})
-    if teachers:
-        listed = ", ".join(f"{name} {value:.2f} %" for name, value in teachers.items())
-        parts += ["", f"Teachers (logits shared by every distilled row): {listed}."]
+    # One line per teacher set (in-sample and out-of-fold rows read different ones).
+    sets = {}
+    for line in table:
+        if line["teachers"]:
+            sets.setdefault(json.dumps(line["teachers"]), []).append(line["row"])
+    for key, rows in sets.items():
+        listed = ", ".join(f"{name} {value:.2f} %" for name, value in json.loads(key).items())
+        readers = "every distilled row" if len(sets) == 1 else f"rows {', '.join(rows)}"
+        parts += ["", f"Teachers (logits shared by {readers}): {listed}."]
     if seconds is not None:
         spent = (seconds["teachers"] or 0) + seconds["runs"]
         parts += [

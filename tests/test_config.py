@@ -13,7 +13,10 @@ def test_every_shipped_config_loads(path):
         from asc_keras.experiment import load_experiment
 
         experiment = load_experiment(path)
-        assert len({row.folder for row in experiment.rows}) == 14  # Table V's last = fused
+        # Rows equal to another row (its config) share its runs: Table V's last is Table IV's
+        # fused; in experiment_kd, "T 2" and "label weight 0.1" are the demo's settings.
+        distinct = {"experiment_kd.yaml": 10}.get(path.name, 14)
+        assert len({row.folder for row in experiment.rows}) == distinct
     else:
         load_config(path)
 
