@@ -379,13 +379,13 @@ def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
     title = f"Float student on {config.data.eval_split}: accuracy (%) per device"
     source = f"distilled from {config.teachers.fusion} logits" if teacher else "labels only"
     print(f"== student {config.model.variant} ({source})")
-    student = train_classifier(config, run_dir / "student", splits, teacher=teacher, **stages)
-    reports = {"student": evaluate_model(student, splits, config)}
+    student = run_dir / "student"
+    reports = {"student": student_report(config, student, splits, teacher=teacher, **stages)}
     show(title, reports)
     if teacher is not None and config.distillation.compare_without_teacher:
         print(f"== student {config.model.variant} without a teacher (comparison)")
-        alone = train_classifier(config, run_dir / "student-no-teacher", splits, **stages)
-        reports["student, no teacher"] = evaluate_model(alone, splits, config)
+        alone = run_dir / "student-no-teacher"
+        reports["student, no teacher"] = student_report(config, alone, splits, **stages)
         show(title, reports)
     summary["reports"] = reports
     print(format_reports(reports, title=title))
@@ -416,6 +416,20 @@ def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
     page.finish()
     print(f"run page: {run_dir / 'report.html'}")
     return summary
+
+
+def student_report(config, stage_dir, splits, **stage):
+    """The student stage `stage_dir` trained (train_classifier, `stage` its arguments) and
+    its report on the evaluation split, kept in `stage_dir`/report.json: a finished stage
+    is read back, not loaded and evaluated again."""
+    path = Path(stage_dir) / "report.json"
+    if path.is_file() and (Path(stage_dir) / "last.keras").is_file():
+        return json.loads(path.read_text())
+    model = train_classifier(config, stage_dir, splits, **stage)
+    report = evaluate_model(model, splits, config)
+    if stage["distribution"] is None or stage["distribution"].is_chief:
+        atomic_write_text(path, json.dumps(report, indent=2))
+    return report
 
 
 def missing_classes_warning(config, splits):
