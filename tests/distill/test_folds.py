@@ -1,8 +1,8 @@
-"""Out-of-fold teacher logits (teachers.folds): the fold assignment, the logits each fold
-model hands over, and the experiment runner's teacher sets. The resume of a killed fold
-stage is part of the tiny recipe's fault test (tests/test_fault_injection.py)."""
+"""Out-of-fold teacher logits (teachers.folds): the fold assignment and the experiment
+runner's teacher sets. The tiny recipe run's teacher is out of fold: its logits are checked
+against its fold models in tests/test_end_to_end.py, the resume of a killed fold stage in
+tests/test_fault_injection.py."""
 
-import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -48,47 +48,6 @@ def test_out_of_fold_puts_each_fold_models_rows_in_place():
     np.testing.assert_array_equal(
         out_of_fold(fold_logits, assignment), [[1, 1], [0, 0], [2, 2], [0, 0], [0, 0]]
     )
-
-
-@pytest.mark.slow
-def test_out_of_fold_logits_are_what_each_fold_model_predicts(synthetic_config, tmp_path):
-    import keras
-
-    from asc_keras.data.pipeline import Splits
-    from asc_keras.distill import load_logits
-    from asc_keras.recipe import predict_logits, train_teacher_out_of_fold
-
-    small = dataclasses.replace(synthetic_config.frontend, n_mels=64, hop_length=1000)
-    training = dataclasses.replace(synthetic_config.training, epochs=1, warmup_epochs=0)
-    config = dataclasses.replace(synthetic_config, frontend=small, training=training)
-    splits = Splits.open(config, progress=False)
-    assignment = fold_assignment(splits.train.records, 2, seed=0)
-    stage = tmp_path / "teacher-0"
-    train_teacher_out_of_fold(config, stage, splits, assignment, verbose=0)
-
-    logits = load_logits(stage / "logits.npz")
-    assert logits.filenames == splits.train.filenames + splits.evaluate.filenames
-    listed = (stage / "folds.tsv").read_text().splitlines()[1:]
-    assert [line.split("\t") for line in listed] == [
-        [name, str(fold)] for name, fold in zip(splits.train.filenames, assignment)
-    ]
-    evaluate = []
-    for fold in range(2):
-        model = keras.saving.load_model(stage / f"fold-{fold}" / "last.keras")
-        held_out = splits.train.subset(np.flatnonzero(assignment == fold))
-        # The fold model never trained on the clips it labels.
-        trained_on = set(splits.train.subset(np.flatnonzero(assignment != fold)).filenames)
-        assert not trained_on & set(held_out.filenames)
-        np.testing.assert_allclose(
-            logits.aligned_to(held_out.filenames),
-            predict_logits(model, held_out, config),
-            atol=1e-5,
-        )
-        evaluate.append(predict_logits(model, splits.evaluate, config))
-    np.testing.assert_allclose(
-        logits.aligned_to(splits.evaluate.filenames), np.mean(evaluate, axis=0), atol=1e-5
-    )
-    assert not np.allclose(evaluate[0], evaluate[1])  # two models, not one twice
 
 
 def test_the_runner_trains_one_teacher_set_per_folds_value_and_rows_share_it(
