@@ -40,26 +40,10 @@ lint: $(VENV)/.installed-test
 
 # One pytest process per Keras backend: the backend is fixed at the first `import keras`.
 # Backend-independent tests (data, front end, configs) run once, in the TensorFlow process.
-# The JAX and PyTorch runs start beside it at the lowest CPU priority (nice 19): they take the
-# cores the TensorFlow run leaves idle, then the whole machine. Their output (in
-# .pytest-logs/) follows TensorFlow's; the target fails if any run fails.
-BACKGROUND_BACKENDS := jax torch
-
 test: $(VENV)/.installed-test lint
-	@rm -rf .pytest-logs && mkdir .pytest-logs; \
-	for backend in $(BACKGROUND_BACKENDS); do \
-	  (KERAS_BACKEND=$$backend nice -n 19 $(PYTEST) -m multi_backend $(PYTEST_ARGS) \
-	    > .pytest-logs/$$backend.log 2>&1; echo $$? > .pytest-logs/$$backend.status) & \
-	done; \
-	echo "KERAS_BACKEND=tensorflow $(PYTEST) $(PYTEST_ARGS)"; \
-	KERAS_BACKEND=tensorflow $(PYTEST) $(PYTEST_ARGS); status=$$?; \
-	wait; \
-	for backend in $(BACKGROUND_BACKENDS); do \
-	  echo "KERAS_BACKEND=$$backend $(PYTEST) -m multi_backend $(PYTEST_ARGS)"; \
-	  cat .pytest-logs/$$backend.log; \
-	  [ "$$(cat .pytest-logs/$$backend.status)" = 0 ] || status=1; \
-	done; \
-	exit $$status
+	KERAS_BACKEND=tensorflow $(PYTEST) $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(PYTEST) -m multi_backend $(PYTEST_ARGS)
+	KERAS_BACKEND=torch $(PYTEST) -m multi_backend $(PYTEST_ARGS)
 
 # While working: lint and the fast tests of every module, TensorFlow backend only (no
 # end-to-end runs, no multi-process distribution scenarios). `make test` runs everything.
@@ -67,7 +51,7 @@ check: $(VENV)/.installed-test lint
 	KERAS_BACKEND=tensorflow $(PYTEST) -m "not slow and not distributed" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .pytest-logs
+	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 # The newest versions pyproject.toml allows, pinned into constraints.txt, then the whole suite
 # on them in a fresh environment (docs/testing.md).
