@@ -16,9 +16,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Installs pin every package to the tested version (constraints.txt). Without byte-compiling
-# every installed module (half the install's time): Python compiles what it imports, once.
-PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile -c constraints.txt
+# Installs pin every package to the tested version (constraints.txt), byte-compiled: with
+# PYTHONDONTWRITEBYTECODE set (as here and in CI) nothing else writes the .pyc files, and
+# every process would compile TensorFlow's modules again.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet -c constraints.txt
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e .
