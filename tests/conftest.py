@@ -94,8 +94,7 @@ def synthetic_config(synthetic_root, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_recipe(synthetic_root, tmp_path_factory):
     """The whole recipe in miniature, run once through tools/train.py with a 128-bin front end
-    (hop 640: inputs of 128 x 50): one teacher (out of fold: two models), fusion, the distilled
-    student, the student on
+    (hop 640: inputs of 128 x 50): one teacher, fusion, the distilled student, the student on
     labels alone, QAT (2 free epochs, 1 frozen), int8 export and checks. While it trains, a
     second run on its folder is tried (and refused), and a run killed at every stage is
     started beside it (`tiny_recipe["killed"]`)."""
@@ -122,8 +121,7 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
                 "frontend": {"n_mels": 128, "hop_length": 640},
                 "model": {"variant": "sm1"},
                 "training": {"epochs": 4, "batch_size": 16, "warmup_epochs": 1},
-                # Out of fold: the teacher trains twice, each time without one half.
-                "teachers": {"train_count": 1, "config": "teacher.yaml", "folds": 2},
+                "teachers": {"train_count": 1, "config": "teacher.yaml"},
                 "distillation": {"label_weight": 0.1, "compare_without_teacher": True},
                 "quantization": {
                     "student": "best",
@@ -145,7 +143,7 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
     pool.shutdown(wait=False)
     # A second run on the same folder while the first one trains is refused, and changes
     # nothing of the first's.
-    assert wait_for(whole / "teachers" / "teacher-0" / "fold-0" / "checkpoints", first)
+    assert wait_for(whole / "teachers" / "teacher-0" / "checkpoints", first)
     config_before = (whole / "config.yaml").read_bytes()
     second = subprocess.run(command, env=env, capture_output=True, text=True)
     out, err = first.communicate()

@@ -182,19 +182,12 @@ def kill_at(config, run_dir, marker, resume=True, poll=0.05):
     return reached, None if reached else log.read_text(errors="replace")[-3000:]
 
 
-KILLED_STAGES = (
-    "teachers/teacher-0/fold-0",
-    "teachers/teacher-0/fold-1",
-    "student",
-    "student-no-teacher",
-)
+KILLED_STAGES = ("teachers/teacher-0", "student", "student-no-teacher")
 # Where each training stage is killed, in turn: after its first epoch's checkpoint (or,
 # for the student, while its best.keras is being written, before that checkpoint), then
 # after its LAST epoch's checkpoint, before last.keras exists (the tiny run has 4 epochs).
-# The teacher's two fold models: the first after its first epoch, the second after its last.
 KILL_POINTS = {
-    "teachers/teacher-0/fold-0": ("checkpoints/epoch-0001.json",),
-    "teachers/teacher-0/fold-1": ("checkpoints/epoch-0004.json",),
+    "teachers/teacher-0": ("checkpoints/epoch-0001.json", "checkpoints/epoch-0004.json"),
     "student": (".tmp-*-best.keras", "checkpoints/epoch-0004.json"),
     "student-no-teacher": ("checkpoints/epoch-0001.json", "checkpoints/epoch-0004.json"),
 }

@@ -238,7 +238,7 @@ def test_the_run_shows_no_native_log_lines_and_one_page_with_every_printed_table
     }
     for title, rows in printed.items():
         assert shown[title] == rows, title
-    curves = [f"training curves of {n}" for n in ("teachers/teacher-0/fold-1", "student")]
+    curves = [f"training curves of {n}" for n in ("teachers/teacher-0", "student")]
     assert set(curves + ["training curves of QAT (int8)"]) <= set(page.images)
     assert "confusion matrix of int8 QAT" in page.images
 
@@ -260,46 +260,3 @@ def test_a_real_browser_shows_every_table_and_picture_of_the_page(tiny_recipe, t
         "0 requests outside the file"
     ) in shown.stdout
     assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.mark.slow
-def test_the_out_of_fold_teacher_logits_are_what_each_fold_model_predicts(tiny_recipe):
-    import keras
-    import numpy as np
-
-    from asc_keras.config import load_config
-    from asc_keras.data.pipeline import Splits
-    from asc_keras.distill import load_logits
-    from asc_keras.distill.folds import fold_assignment
-    from asc_keras.recipe import predict_logits
-
-    run = tiny_recipe["whole"]
-    teacher = run / "teachers" / "teacher-0"
-    config = load_config(run / "teachers" / "config.yaml")
-    splits = Splits.open(config, progress=False)
-    seed = load_config(run / "config.yaml").training.seed
-    assignment = fold_assignment(splits.train.records, 2, seed)
-    listed = (teacher / "folds.tsv").read_text().splitlines()[1:]
-    assert [line.split("\t") for line in listed] == [
-        [name, str(fold)] for name, fold in zip(splits.train.filenames, assignment)
-    ]
-    logits = load_logits(teacher / "logits.npz")
-    assert logits.filenames == splits.train.filenames + splits.evaluate.filenames
-    evaluate = []
-    for fold in range(2):
-        model = keras.saving.load_model(teacher / f"fold-{fold}" / "last.keras")
-        held_out = splits.train.subset(np.flatnonzero(assignment == fold))
-        trained_on = splits.train.subset(np.flatnonzero(assignment != fold))
-        assert not set(trained_on.filenames) & set(held_out.filenames)
-        history = (teacher / f"fold-{fold}" / "history.csv").read_text().splitlines()
-        assert len(history) == 5  # a header and 4 epochs, on the other fold's clips
-        np.testing.assert_allclose(
-            logits.aligned_to(held_out.filenames),
-            predict_logits(model, held_out, config),
-            atol=1e-5,
-        )
-        evaluate.append(predict_logits(model, splits.evaluate, config))
-    np.testing.assert_allclose(
-        logits.aligned_to(splits.evaluate.filenames), np.mean(evaluate, axis=0), atol=1e-5
-    )
-    assert not np.allclose(evaluate[0], evaluate[1])  # two models, not one twice

@@ -1,6 +1,5 @@
 """Faults done for real: kill -9 after the first and after the last epoch's checkpoint of
-every training stage (the out-of-fold teacher's first fold model after its first epoch and
-its second after its last; distilled student, labels-only student, the QAT child), and
+every training stage (teacher, distilled student, labels-only student, the QAT child), and
 while a .keras file is being written, each time --resume, against the uninterrupted run of
 `tiny_recipe` (conftest.py); and two runs on one folder at once."""
 

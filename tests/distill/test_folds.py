@@ -1,8 +1,8 @@
-"""Out-of-fold teacher logits (teachers.folds): the fold assignment and the experiment
-runner's teacher sets. The tiny recipe run's teacher is out of fold: its logits are checked
-against its fold models in tests/test_end_to_end.py, the resume of a killed fold stage in
-tests/test_fault_injection.py."""
+"""Out-of-fold teacher logits (teachers.folds, tools/train_teacher.py --folds): the fold
+assignment, a killed fold stage resumed, the logits each fold model hands over, and the
+experiment runner's teacher sets."""
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -111,3 +111,80 @@ def test_more_folds_than_the_split_has_places_stops_the_run_before_its_first_sta
     )
     with pytest.raises(ConfigError, match=r"run.yaml: teachers.folds 1000 needs at least 1000"):
         check_paths(load_config(path), path)
+
+
+@pytest.mark.slow
+def test_a_killed_fold_stage_resumes_and_every_clip_gets_its_fold_models_logits(
+    synthetic_root, tmp_path
+):
+    """tools/train_teacher.py --folds 2, killed (kill -9) after the second fold model's
+    first epoch, then resumed: the finished first fold is kept, the second goes on from its
+    checkpoint. Each training clip's logits are then its fold model's predictions, the
+    evaluation clips' the mean of both models'. (That a resumed stage equals an uninterrupted
+    one is tests/test_fault_injection.py's.)"""
+    import signal
+    import subprocess
+    import sys
+
+    import keras
+    import yaml
+
+    from asc_keras.config import load_config
+    from asc_keras.data.pipeline import Splits
+    from asc_keras.distill import load_logits
+    from asc_keras.recipe import predict_logits
+    from tests.helpers import ROOT, wait_for
+
+    config = tmp_path / "teacher.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"root": str(synthetic_root), "cache_dir": str(tmp_path / "cache")},
+                "augment": {"dir": {"folder": "impulse_responses"}},
+                "frontend": {"n_mels": 64, "hop_length": 1000},
+                "model": {"architecture": "cp_resnet", "width": 4},
+                "training": {"epochs": 2, "batch_size": 16, "warmup_epochs": 0},
+                "distillation": {"enabled": False},
+            }
+        )
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    tool = [sys.executable, str(ROOT / "tools" / "train_teacher.py"), str(config), "--folds", "2"]
+    whole = tmp_path / "teacher"
+    pipe = dict(env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([*tool, "--out", str(whole)], **pipe)
+    marker = whole / "fold-1" / "checkpoints" / "epoch-0001.json"
+    assert wait_for(marker, first), first.communicate()[1][-3000:]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (whole / "logits.npz").exists()
+    fold_0 = (whole / "fold-0" / "logits.npz").read_bytes()
+    resumed = subprocess.run([*tool, "--out", str(whole), "--resume"], **pipe)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "fold 1/2" not in resumed.stdout and "resuming fold-1 from epoch 1" in resumed.stdout
+    assert (whole / "fold-0" / "logits.npz").read_bytes() == fold_0
+    history = (whole / "fold-1" / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["1", "2"]
+
+    teacher = load_config(config)
+    splits = Splits.open(teacher, progress=False)
+    assignment = fold_assignment(splits.train.records, 2, seed=0)  # --fold-seed's default
+    listed = (whole / "folds.tsv").read_text().splitlines()[1:]
+    assert [line.split("\t") for line in listed] == [
+        [name, str(fold)] for name, fold in zip(splits.train.filenames, assignment)
+    ]
+    logits = load_logits(whole / "logits.npz")
+    assert logits.filenames == splits.train.filenames + splits.evaluate.filenames
+    evaluate = []
+    for fold in range(2):
+        model = keras.saving.load_model(whole / f"fold-{fold}" / "last.keras")
+        held_out = splits.train.subset(np.flatnonzero(assignment == fold))
+        trained_on = splits.train.subset(np.flatnonzero(assignment != fold))
+        assert not set(trained_on.filenames) & set(held_out.filenames)
+        predicted = predict_logits(model, held_out, teacher)
+        np.testing.assert_allclose(logits.aligned_to(held_out.filenames), predicted, atol=1e-5)
+        evaluate.append(predict_logits(model, splits.evaluate, teacher))
+    np.testing.assert_allclose(
+        logits.aligned_to(splits.evaluate.filenames), np.mean(evaluate, axis=0), atol=1e-5
+    )
+    assert not np.allclose(evaluate[0], evaluate[1])  # two models, not one twice
