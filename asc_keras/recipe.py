@@ -209,6 +209,10 @@ def teacher_stage(
     teachers_dir = Path(teachers_dir)
     if not check_config(teacher_config, teachers_dir / "config.yaml"):
         save_config(teacher_config, teachers_dir / "config.yaml")
+    # The same folds for every teacher (the run's seed): the fusion sees each clip labelled
+    # by models that never trained on it.
+    if teachers.folds > 1:
+        assignment = fold_assignment(splits.train.records, teachers.folds, config.training.seed)
     for index in range(teachers.train_count):
         stage_dir = teachers_dir / f"teacher-{index}"
         logits_path = stage_dir / "logits.npz"
@@ -228,23 +232,29 @@ def teacher_stage(
         )
         stage = dict(resume=resume, verbose=verbose, distribution=distribution)
         if teachers.folds > 1:
-            # The same folds for every teacher (the run's seed): the fusion sees each
-            # clip labelled by models that never trained on it.
-            assignment = fold_assignment(splits.train.records, teachers.folds, config.training.seed)
             train_teacher_out_of_fold(seeded, stage_dir, splits, assignment, **stage)
         else:
             train_teacher(seeded, stage_dir, splits, **stage)
     return files
 
 
-def _teacher_logits(model, config, train, evaluate, path):
-    """Writes `model`'s logits for the clips of `train` and `evaluate` (caches) to `path`."""
+def _write_teacher_logits(path, train, evaluate, train_logits, evaluate_logits):
+    """Writes the logits of the clips of `train` and `evaluate` (caches) to `path`."""
     filenames = train.filenames + evaluate.filenames
-    logits = np.concatenate(
-        [predict_logits(model, train, config), predict_logits(model, evaluate, config)]
-    )
+    logits = np.concatenate([train_logits, evaluate_logits])
     TeacherLogits(filenames, logits, CLASSES, source=str(path)).save(path)
     return path
+
+
+def _teacher_logits(model, config, train, evaluate, path):
+    """Writes `model`'s logits for the clips of `train` and `evaluate` (caches) to `path`."""
+    return _write_teacher_logits(
+        path,
+        train,
+        evaluate,
+        predict_logits(model, train, config),
+        predict_logits(model, evaluate, config),
+    )
 
 
 def train_teacher(config, stage_dir, splits, *, resume=False, verbose=1, distribution=None):
@@ -289,13 +299,13 @@ def train_teacher_out_of_fold(
         logits = load_logits(path)
         held_out_logits.append(logits.aligned_to(held_out.filenames))
         evaluate_logits.append(logits.aligned_to(splits.evaluate.filenames))
-    path = stage_dir / "logits.npz"
-    filenames = splits.train.filenames + splits.evaluate.filenames
-    logits = np.concatenate(
-        [out_of_fold(held_out_logits, assignment), np.mean(evaluate_logits, axis=0)]
+    return _write_teacher_logits(
+        stage_dir / "logits.npz",
+        splits.train,
+        splits.evaluate,
+        out_of_fold(held_out_logits, assignment),
+        np.mean(evaluate_logits, axis=0),
     )
-    TeacherLogits(filenames, logits, CLASSES, source=str(path)).save(path)
-    return path
 
 
 def fusion_stage(config, run_dir, splits, logit_files):
@@ -353,12 +363,16 @@ def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
     splits = Splits.open(config)
     summary = {"run_dir": str(run_dir), "reports": {}}
     show = page.table if page else lambda title, reports: None
+
+    def warn(text):  # in the output, summary.json and on the run page
+        print(f"warning: {text}")
+        summary.setdefault("warnings", []).append(text)
+        if page:
+            page.note("warning", f"Warning: {text}")
+
     warning = missing_classes_warning(config, splits)
     if warning:
-        print(f"warning: {warning}")
-        summary["warnings"] = [warning]
-        if page:
-            page.note("warning", f"Warning: {warning}")
+        warn(warning)
 
     teacher, teacher_reports = None, {}
     if config.distillation.enabled:
@@ -394,12 +408,8 @@ def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
         print(summary["distillation"]["verdict"])
         if page:
             page.note("distillation", summary["distillation"]["verdict"])
-        warning = summary["distillation"].get("warning")
-        if warning:
-            print(f"warning: {warning}")
-            summary.setdefault("warnings", []).append(warning)
-            if page:
-                page.note("warning", f"Warning: {warning}")
+        if "warning" in summary["distillation"]:
+            warn(summary["distillation"]["warning"])
     if not distribution.is_chief:
         shutil.rmtree(run_dir, ignore_errors=True)
         return summary
@@ -427,8 +437,7 @@ def student_report(config, stage_dir, splits, **stage):
         return json.loads(path.read_text())
     model = train_classifier(config, stage_dir, splits, **stage)
     report = evaluate_model(model, splits, config)
-    if stage["distribution"] is None or stage["distribution"].is_chief:
-        atomic_write_text(path, json.dumps(report, indent=2))
+    atomic_write_text(path, json.dumps(report, indent=2))
     return report
 
 
