@@ -94,16 +94,21 @@ class Distribution:
 
         return self.strategy.distribute_datasets_from_function(for_pipeline)
 
-    def prepare_fit(self, model):
-        """Builds `model`'s metrics and loss for a tf.distribute `fit` from the per-replica
-        batch spec of the last `training_dataset`.
+    def prepare_fit(self, model, dataset):
+        """Builds `model`'s metrics, loss and optimizer before `fit(dataset)`, from the batch
+        spec (per replica under tf.distribute) of `dataset`, the last `training_dataset`.
 
-        Keras 3 would instead take a first batch from the training iterator and reduce it
-        across replicas: that batch is then never trained on (shifting every later batch
-        by one, so a resumed run would not see the batches an uninterrupted one sees), and
-        the reduction fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        TensorFlow backend, one device: Keras would build them while tracing the first
+        training step, and a `tf.function` whose first trace creates variables is traced a
+        second time; built here, the step is traced once.
+        tf.distribute: Keras would instead take a first batch from the training iterator and
+        reduce it across replicas: that batch is then never trained on (shifting every later
+        batch by one, so a resumed run would not see the batches an uninterrupted one sees),
+        and the reduction fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
         """
         if self.strategy is None:
+            if self.keras_distribution is None and keras.backend.backend() == "tensorflow":
+                symbolic_build_once(model, dataset.element_spec)
             return
         with self.strategy.scope():
             symbolic_build_once(model, self._element_spec)

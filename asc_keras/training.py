@@ -259,7 +259,7 @@ def fit_stage(
         ]
         validate = validation is not None and training.validate_every > 0
         batches = train_dataset(first_epoch)  # outside the scope: its tensors are not mirrored
-        distribution.prepare_fit(model)
+        distribution.prepare_fit(model, batches)
         with distribution.scope():
             model.fit(
                 batches,

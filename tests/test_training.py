@@ -78,6 +78,23 @@ def _fit_tiny(stage_dir, resume=False):
     return x
 
 
+def test_a_stage_traces_its_training_step_once(tmp_path, monkeypatch):
+    """Metrics, loss and optimizer are built before `fit`: a first trace that created them
+    would make TensorFlow trace the step a second time (seconds per stage)."""
+    import keras
+
+    traced = []
+    train_step = keras.Model.train_step
+
+    def counting(self, data):
+        traced.append(type(self).__name__)
+        return train_step(self, data)
+
+    monkeypatch.setattr(keras.Model, "train_step", counting)
+    _fit_tiny(tmp_path / "stage")
+    assert traced == ["Sequential"]
+
+
 def test_a_stage_killed_after_its_last_checkpoint_rebuilds_its_model(tmp_path):
     import keras
 
