@@ -1,8 +1,9 @@
 """Every use of another package's private API, in one place, each guarded.
 
 asc_keras reaches into a few internals that have no public equivalent: Keras' symbolic build
-and layer walk (asc_keras.distribution), tfmot's default 8-bit registry, scheme and
-activation quantizer (asc_keras.quantize.qat) and LiteRT's op table (asc_keras.quantize.convert).
+and layer walk (asc_keras.distribution), tf_keras' compiled loss and metrics containers,
+tfmot's default 8-bit registry, scheme and activation quantizer (asc_keras.quantize.qat) and
+LiteRT's op table (asc_keras.quantize.convert).
 A release that changes one of them is one `CompatibilityError` naming the package, the
 installed version and the versions asc_keras supports, instead of a deep traceback. The tested
 versions are pinned in constraints.txt (`make demo` and `make test` install with it).
@@ -20,6 +21,7 @@ from asc_keras.errors import UserError
 
 # The distribution names of the packages whose internals are used here.
 KERAS, TFMOT, LITERT = "keras", "tensorflow-model-optimization", "ai-edge-litert"
+TF_KERAS = "tf-keras"
 
 
 class CompatibilityError(UserError, RuntimeError):
@@ -81,6 +83,19 @@ def all_layers(model):
     """Every layer inside `model`, nested ones included (not `model` itself)."""
     flatten = _attribute(model, "_flatten_layers", KERAS, "Layer._flatten_layers")
     return list(flatten(include_self=False, recursive=True))
+
+
+def build_legacy_model_for_fit(model, outputs, targets):
+    """tf_keras: builds a compiled `model`'s optimizer, loss and metrics from tensors shaped
+    like one batch's `outputs` and `targets`, as Keras 3 does before `fit`; built in the first
+    trace of the training step instead, they would make TensorFlow trace it twice."""
+    _attribute(model, "compiled_loss", TF_KERAS, "Model.compiled_loss")
+    _attribute(model, "compiled_metrics", TF_KERAS, "Model.compiled_metrics")
+    _attribute(model.compiled_loss, "build", TF_KERAS, "LossesContainer.build")(outputs)
+    _attribute(model.compiled_metrics, "build", TF_KERAS, "MetricsContainer.build")(
+        outputs, targets
+    )
+    model.optimizer.build(model.trainable_variables)
 
 
 # LiteRT --------------------------------------------------------------------------------

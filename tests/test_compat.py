@@ -57,3 +57,5 @@ def test_a_changed_internal_names_the_package_version_and_range():
     assert "constraints.txt" in message
     with pytest.raises(compat.CompatibilityError, match=r"ai-edge-litert [\d.]+ has no"):
         compat.op_details(object())
+    with pytest.raises(compat.CompatibilityError, match=r"tf-keras [\d.]+ has no Model.compiled"):
+        compat.build_legacy_model_for_fit(object(), None, None)

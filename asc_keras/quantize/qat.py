@@ -16,7 +16,11 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from asc_keras.compat import replaced_activation_quantizer, tfmot_default_8bit
+from asc_keras.compat import (
+    build_legacy_model_for_fit,
+    replaced_activation_quantizer,
+    tfmot_default_8bit,
+)
 from asc_keras.distill.distiller import distillation_loss
 from asc_keras.errors import UserError
 from asc_keras.quantize.twin import TwinResidualNorm
@@ -439,6 +443,12 @@ def fine_tune(
         epoch = first if epoch is None else epoch
         if epoch < last:
             data = distillation_targets(train_dataset(epoch, last), with_teacher)
+            targets = data.element_spec[1]
+            build_legacy_model_for_fit(
+                model,
+                tf.zeros([1, qat_model.output_shape[-1]]),
+                tf.zeros([1, *targets.shape[1:]], targets.dtype),
+            )
             model.fit(
                 data,
                 epochs=quantization.epochs,  # one count over both phases

@@ -101,6 +101,7 @@ def loss():
     import tensorflow as tf
     import tf_keras
 
+    from asc_keras.compat import build_legacy_model_for_fit
     from asc_keras.quantize import qat
 
     rng = np.random.default_rng(0)
@@ -110,7 +111,13 @@ def loss():
     kd = qat.make_loss(2.0, 0.3)(tf.constant(packed), tf.constant(student)).numpy()
     hard = qat.make_loss(2.0, 0.3)(tf.constant(packed[:, :1]), tf.constant(student)).numpy()
     model = tf_keras.Sequential([tf_keras.layers.Dense(10, input_shape=(4,))])
-    model.compile(tf_keras.optimizers.SGD(0.1), loss=qat.make_loss(2.0, 0.3))
+    accuracy = tf_keras.metrics.MeanMetricWrapper(qat.packed_accuracy, name="accuracy")
+    model.compile(tf_keras.optimizers.Adam(0.1), loss=qat.make_loss(2.0, 0.3), metrics=[accuracy])
+    # Built as fine_tune builds it: fit then traces its training step once.
+    build_legacy_model_for_fit(model, tf.zeros([1, 10]), tf.zeros([1, 11]))
+    traces = []
+    train_step = model.train_step
+    model.train_step = lambda data: traces.append(1) or train_step(data)
     history = model.fit(rng.normal(size=(8, 4)), packed, epochs=2, verbose=0).history
     print(
         json.dumps(
@@ -118,6 +125,7 @@ def loss():
                 "kd": kd.tolist(),
                 "hard": hard.tolist(),
                 "loss": history["loss"],
+                "traces": len(traces),
                 "labels": labels.tolist(),
                 "teacher": teacher.tolist(),
                 "student": student.tolist(),

@@ -80,6 +80,7 @@ def test_qat_fine_tunes_on_the_distillers_eq5_loss():
     np.testing.assert_allclose(out["kd"], 0.3 * hard + 0.7 * 4.0 * kl, rtol=1e-5)
     np.testing.assert_allclose(out["hard"], hard, rtol=1e-5)
     assert all(np.isfinite(out["loss"])) and out["loss"][1] < out["loss"][0]
+    assert out["traces"] == 1
 
 
 def test_a_qat_checkpoint_of_another_graph_is_a_clear_error(tmp_path):
