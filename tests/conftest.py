@@ -7,6 +7,11 @@ import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# XLA (every JAX step, TensorFlow's jit_compile) compiles each test's new model once and runs
+# it a few steps: the tests check what the code computes, not how fast compiled code runs,
+# so XLA skips its expensive optimisations here (this process and the tools it starts).
+XLA_TEST_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".strip()
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

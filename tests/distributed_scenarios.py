@@ -24,7 +24,8 @@ ONE_STEP_INPUT = (64, 32, 1)
 
 def two_devices(backend):
     if backend == "jax":
-        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=2".strip()
         return []
     import tensorflow as tf
 
@@ -84,6 +85,7 @@ def one_step(strategy, devices, out):
             distiller = Distiller(student, temperature=2.0, label_weight=0.1)
             distiller.compile(optimizer=build_optimizer(config(16).training, 1))
             data = dist.training_dataset(lambda size, shard: shard_of(batch, shard), 16)
+            dist.prepare_fit(distiller, data)  # as fit_stage does
             distiller.fit(data, epochs=1, steps_per_epoch=1, verbose=0)
             loss = distiller.evaluate(batch, verbose=0, return_dict=True)["loss"]
         return float(loss), [np.asarray(w) for w in student.get_weights()]
