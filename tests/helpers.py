@@ -97,26 +97,25 @@ def mixed_reference(mixed, layer_cls, init_kwargs, x):
     return keras.ops.convert_to_numpy(layer(x))
 
 
+def tool_command(name, *args):
+    """The command line of tools/NAME ARGS, and its environment (TensorFlow backend)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    return [sys.executable, str(ROOT / "tools" / name), *map(str, args)], env
+
+
 def run_tool(name, *args, check=True):
     """tools/NAME ARGS on the TensorFlow backend; the completed process."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / name), *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=check,
-    )
+    command, env = tool_command(name, *args)
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=check)
 
 
 def train_command(config, out, *flags):
     """tools/train.py CONFIG --out OUT --quiet FLAGS, and its environment."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    command, env = tool_command("train.py", config, "--out", out, "--quiet", *flags)
     # No emulated Cortex-M in recipe tests (tests/test_mcu.py covers it): a fresh TFLite
     # Micro build would take minutes.
     env.pop("ASC_TFLM_DIR", None)
-    command = [sys.executable, str(ROOT / "tools" / "train.py"), str(config), "--out", str(out)]
-    return [*command, "--quiet", *flags], env
+    return command, env
 
 
 def _found(path):

@@ -2,7 +2,6 @@
 assignment, a killed fold stage resumed, the logits each fold model hands over, and the
 experiment runner's teacher sets."""
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -124,7 +123,6 @@ def test_a_killed_fold_stage_resumes_and_every_clip_gets_its_fold_models_logits(
     one is tests/test_fault_injection.py's.)"""
     import signal
     import subprocess
-    import sys
 
     import keras
     import yaml
@@ -133,7 +131,7 @@ def test_a_killed_fold_stage_resumes_and_every_clip_gets_its_fold_models_logits(
     from asc_keras.data.pipeline import Splits
     from asc_keras.distill import load_logits
     from asc_keras.recipe import predict_logits
-    from tests.helpers import ROOT, wait_for
+    from tests.helpers import run_tool, tool_command, wait_for
 
     config = tmp_path / "teacher.yaml"
     config.write_text(
@@ -148,18 +146,19 @@ def test_a_killed_fold_stage_resumes_and_every_clip_gets_its_fold_models_logits(
             }
         )
     )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    tool = [sys.executable, str(ROOT / "tools" / "train_teacher.py"), str(config), "--folds", "2"]
     whole = tmp_path / "teacher"
-    pipe = dict(env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = subprocess.Popen([*tool, "--out", str(whole)], **pipe)
+    tool = ("train_teacher.py", config, "--folds", "2", "--out", whole)
+    command, env = tool_command(*tool)
+    first = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     marker = whole / "fold-1" / "checkpoints" / "epoch-0001.json"
     assert wait_for(marker, first), first.communicate()[1][-3000:]
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert not (whole / "logits.npz").exists()
     fold_0 = (whole / "fold-0" / "logits.npz").read_bytes()
-    resumed = subprocess.run([*tool, "--out", str(whole), "--resume"], **pipe)
+    resumed = run_tool(*tool, "--resume", check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "fold 1/2" not in resumed.stdout and "resuming fold-1 from epoch 1" in resumed.stdout
     assert (whole / "fold-0" / "logits.npz").read_bytes() == fold_0
