@@ -12,6 +12,7 @@ ADIR.
 """
 
 import csv
+import math
 import zlib
 from pathlib import Path
 
@@ -243,6 +244,32 @@ def _write_tsv(path, header, rows):
         writer.writerows(rows)
 
 
+def segment_of(filename):
+    """The recording segment of a TAU22-style clip name (`scene-city-location-segment-clip-
+    device`): every 1-second clip and every device's version of it share it."""
+    return "-".join(Path(filename).stem.split("-")[:4])
+
+
+def nested_subsets(rows, rng):
+    """{split5..split100: rows} as DCASE24 builds its subsets: whole recording segments,
+    the same share of each class's segments (at least one, so every class is in every
+    subset), each subset a part of the larger ones. `rows`: (filename, scene label)."""
+    segments = {}  # class -> its segments, in a fixed random order
+    for filename, label in rows:
+        segments.setdefault(label, {}).setdefault(segment_of(filename), None)
+    order = {label: rng.permutation(list(found)) for label, found in segments.items()}
+    subsets = {}
+    for subset in SUBSETS:
+        share = int(subset.removeprefix("split")) / 100
+        kept = {
+            segment
+            for found in order.values()
+            for segment in found[: max(1, math.ceil(share * len(found) - 1e-9))]
+        }
+        subsets[subset] = [row for row in rows if segment_of(row[0]) in kept]
+    return subsets
+
+
 def make_synthetic_dataset(
     out,
     train_clips_a=24,
@@ -285,11 +312,10 @@ def make_synthetic_dataset(
     _write_tsv(setup / "fold1_train.csv", ["filename", "scene_label"], splits["train"])
     _write_tsv(setup / "fold1_evaluate.csv", ["filename", "scene_label"], splits["evaluate"])
     _write_tsv(setup / "fold1_test.csv", ["filename"], [(n,) for n, _ in splits["evaluate"]])
-    # DCASE24's nested subsets: each smaller one is a part of the larger ones.
-    order = rng.permutation(len(splits["train"]))
-    for subset in SUBSETS:
-        keep = sorted(order[: max(1, len(order) * int(subset[5:]) // 100)])
-        rows = [splits["train"][i] for i in keep]
+    # One draw from `rng` seeds the subsets' own generator: the impulse responses below do
+    # not depend on how many numbers the subsets take.
+    subsets_rng = np.random.default_rng(rng.permutation(len(splits["train"])))
+    for subset, rows in nested_subsets(splits["train"], subsets_rng).items():
         _write_tsv(out / "split_setup" / f"{subset}.csv", ["filename", "scene_label"], rows)
     ir_folder = out / "impulse_responses"
     ir_folder.mkdir(exist_ok=True)

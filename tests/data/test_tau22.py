@@ -29,6 +29,30 @@ def test_splits_carry_labels_devices_and_cities(synthetic_root):
     }
 
 
+def test_synthetic_subsets_follow_dcase24s_rule(synthetic_root):
+    """Nested, whole recording segments, the same share of each class's segments, every
+    class in each subset."""
+    import math
+    from collections import Counter
+
+    from asc_keras.data.synthetic import segment_of
+    from asc_keras.data.tau22 import SUBSETS
+
+    train = read_split(synthetic_root, "train")
+    per_class = Counter(r.label for r in train)  # one segment per synthetic clip
+    previous = set()
+    for subset in SUBSETS:
+        records = read_split(synthetic_root, subset)
+        names = {r.filename for r in records}
+        assert previous <= names, subset
+        previous = names
+        share = int(subset.removeprefix("split")) / 100
+        counts = Counter(r.label for r in records)
+        assert counts == {c: max(1, math.ceil(share * n - 1e-9)) for c, n in per_class.items()}
+        segments = {segment_of(r.filename) for r in records}
+        assert {r.filename for r in train if segment_of(r.filename) in segments} == names
+
+
 @pytest.fixture
 def dataset_copy(synthetic_root, tmp_path):
     root = tmp_path / "copy"
