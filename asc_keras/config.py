@@ -177,6 +177,23 @@ class QuantizationConfig:
 
 
 @dataclasses.dataclass
+class DeviceModelsConfig:
+    """DCASE 2025 Task 1: after the general student, one fine-tuned copy of it per listed
+    training device, trained on that device's clips alone, each through QAT to its own int8
+    model. A clip of a listed device is then classified by its device model, any other by
+    the general one (docs/dcase2025.md)."""
+
+    # training devices that get their own model, e.g. [a, b, c, s1, s2, s3]; empty: none
+    devices: list[str] = dataclasses.field(default_factory=list)
+    epochs: int = _count(50)  # fine-tuning epochs of each device model
+    batch_size: int | None = _ranged(None, minimum=1)  # null: training.batch_size
+    learning_rate: float = _positive(5e-4)  # peak, after warm-up (then cosine decay)
+    warmup_epochs: int = _count(1, minimum=0)  # linear warm-up from 0
+    # fine-tune from the run's teacher logits (when distillation.enabled; false: labels only)
+    distilled: bool = True
+
+
+@dataclasses.dataclass
 class DistributionConfig:
     """How training is spread over devices and machines (docs/training.md, "Scaling out").
 
@@ -206,6 +223,7 @@ class Config:
     teachers: TeachersConfig = dataclasses.field(default_factory=TeachersConfig)
     distillation: DistillationConfig = dataclasses.field(default_factory=DistillationConfig)
     quantization: QuantizationConfig = dataclasses.field(default_factory=QuantizationConfig)
+    device_models: DeviceModelsConfig = dataclasses.field(default_factory=DeviceModelsConfig)
     distribution: DistributionConfig = dataclasses.field(default_factory=DistributionConfig)
 
 
@@ -334,6 +352,24 @@ def _check_relations(config, source):
     for ok, message in relations:
         if not ok:
             raise ConfigError(f"{source}: {message}")
+    _check_device_models(config.device_models, source)
+
+
+def _check_device_models(device_models, source):
+    """Each listed device a TAU22 training device, listed once."""
+    from asc_keras.data.tau22 import DEVICES, UNSEEN_DEVICES
+
+    training = [d for d in DEVICES if d not in UNSEEN_DEVICES]
+    for device in device_models.devices:
+        if device not in training:
+            raise ConfigError(
+                f"{source}: key 'device_models.devices' lists {device!r}; expected training "
+                f"devices among {training} (unseen devices have no training clips)"
+            )
+        if device_models.devices.count(device) > 1:
+            raise ConfigError(
+                f"{source}: key 'device_models.devices' lists {device!r} twice; give each once"
+            )
 
 
 def config_from_dict(data, source="<dict>"):
@@ -458,6 +494,20 @@ def with_resolved_paths(config, config_path=None):
     return dataclasses.replace(
         config, teachers=teachers, data=dataclasses.replace(data, cache_dir=cache_dir)
     )
+
+
+def device_model_config(config):
+    """The config a device model trains with: config.training with device_models' epochs,
+    learning rate, warm-up and batch size."""
+    device_models = config.device_models
+    training = dataclasses.replace(
+        config.training,
+        epochs=device_models.epochs,
+        learning_rate=device_models.learning_rate,
+        warmup_epochs=device_models.warmup_epochs,
+        batch_size=device_models.batch_size or config.training.batch_size,
+    )
+    return dataclasses.replace(config, training=training)
 
 
 def _plain(value):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asc_keras import device_models
 from asc_keras.audio import feature_shape
 from asc_keras.config import ConfigError, load_config, save_config, with_resolved_paths
 from asc_keras.data.augment import impulse_response_paths
@@ -47,7 +48,7 @@ from asc_keras.distribution import (
     unsynchronized_batch_norm,
 )
 from asc_keras.evaluation import device_report, format_reports
-from asc_keras.evaluation.run_page import INT8_TABLE, RunPage
+from asc_keras.evaluation.run_page import DEVICE_INT8_TABLE, INT8_TABLE, RunPage
 from asc_keras.models import build_model
 from asc_keras.run_folder import check_config, locked_run_folder
 from asc_keras.training import TrainingError, enable_determinism, fit_stage
@@ -65,10 +66,19 @@ def evaluate_model(model, splits, config, split="evaluate"):
 
 
 def train_classifier(
-    config, stage_dir, splits, *, resume=False, teacher=None, verbose=1, distribution=None
+    config,
+    stage_dir,
+    splits,
+    *,
+    resume=False,
+    teacher=None,
+    verbose=1,
+    distribution=None,
+    initial=None,
 ):
-    """Trains config.model on the training split (distilled from `teacher` logits if given);
-    returns the trained Keras model (the student), as a plain single-device model."""
+    """Trains config.model on the training split (distilled from `teacher` logits if given),
+    from the weights of the `.keras` model `initial` if given (else from scratch); returns
+    the trained Keras model (the student), as a plain single-device model."""
     import keras
 
     distribution = distribution or Distribution()
@@ -81,6 +91,8 @@ def train_classifier(
     callbacks = []
     with distribution.scope():
         model = trainee = build_model(config.model, feature_shape(config))
+        if initial is not None:
+            model.set_weights(keras.saving.load_model(initial).get_weights())
         if distribution.sync_batch_norm:
             synchronize_batch_norm(model)
         if teacher is not None:
@@ -186,6 +198,7 @@ def check_paths(config, config_path=None):
                 f"{config_path or 'config'}: teachers.logit_files: {logit_file!r} does not exist"
             )
         load_logits(logit_file, root=config.data.root)  # a damaged file, before any work
+    device_models.check_device_clips(config, config_path or "config")
     if teacher_config is not None and config.teachers.folds > 1:
         records = read_split(resolve_data_root(config), config.data.train_split)
         try:
@@ -413,19 +426,58 @@ def _run_stages(config, run_dir, *, teacher_config, source, stages, lock, page):
     if not distribution.is_chief:
         shutil.rmtree(run_dir, ignore_errors=True)
         return summary
+    general, why = quantized_student(config, reports)
     if config.quantization.enabled:
-        stage, why = quantized_student(config, reports)
-        summary["quantized_student"] = {"stage": stage, "why": why}
-        print(f"== int8: quantizing {stage}/ ({why})")
-        page.note("int8", f"int8 model made from {stage}/ ({why}).")
-        quantized = quantization_stage(run_dir, verbose, lock, stage)
+        summary["quantized_student"] = {"stage": general, "why": why}
+        print(f"== int8: quantizing {general}/ ({why})")
+        page.note("int8", f"int8 model made from {general}/ ({why}).")
+        quantized = quantization_stage(run_dir, verbose, lock, general)
         show(INT8_TABLE.format(split=config.data.eval_split), quantized.pop("reports"))
         quantized.pop("qat_history")
         summary["quantized"] = quantized
+    if config.device_models.devices:
+        summary["device_models"] = device_models_stage(
+            config,
+            run_dir,
+            splits,
+            general=general,
+            teacher=teacher,
+            stages=stages,
+            lock=lock,
+            show=show,
+        )
+        show(
+            device_models.table_title(config.data.eval_split),
+            summary["device_models"].pop("reports"),
+        )
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     page.finish()
     print(f"run page: {run_dir / 'report.html'}")
     return summary
+
+
+def device_models_stage(config, run_dir, splits, *, general, teacher, stages, lock, show):
+    """The device models of config.device_models (asc_keras.device_models), fine-tuned from
+    the `general` stage; returns their part of summary.json with the system's reports under
+    "reports" (printed here). `show(title, reports)` puts each device's int8 table on the
+    run page."""
+    verbose = stages["verbose"]
+
+    def quantize(stage, device, distilled):
+        print(f"== int8: quantizing {stage}/")
+        quantization_stage(run_dir, verbose, lock, stage, device=device, distilled=distilled)
+
+    reports = device_models.train_device_models(
+        config, run_dir, splits, general=general, teacher=teacher, stages=stages, quantize=quantize
+    )
+    for device in config.device_models.devices:  # also when a finished run is rerun
+        done = Path(run_dir) / device_models.FOLDER / device / "quantized" / "summary.json"
+        if done.is_file():
+            title = DEVICE_INT8_TABLE.format(device=device, split=config.data.eval_split)
+            show(title, json.loads(done.read_text())["reports"])
+    print(format_reports(reports, title=device_models.table_title(config.data.eval_split)))
+    distilled = teacher is not None and config.device_models.distilled
+    return {**device_models.summary_of(config, reports, general, distilled), "reports": reports}
 
 
 def student_report(config, stage_dir, splits, **stage):
@@ -548,12 +600,14 @@ def quantized_student(config, reports):
     )
 
 
-def quantization_stage(run_dir, verbose, lock, student="student"):
+def quantization_stage(run_dir, verbose, lock, student="student", device=None, distilled=True):
     """QAT, int8 export and evaluation in a subprocess: tfmot switches its process to legacy
     Keras, which must not leak into this one. The child holds the run folder's `lock` with
     this process and dies with it (`die_with_parent`). A finished stage (its summary.json
-    written last) starts no process."""
-    summary = Path(run_dir) / "quantized" / "summary.json"
+    written last) starts no process. A device model's (`device`) stage is `student`, its
+    output `student`/quantized/; `distilled` false fine-tunes it on labels alone."""
+    out = Path(run_dir) / ("quantized" if device is None else f"{student}/quantized")
+    summary = out / "summary.json"
     if summary.is_file():
         return json.loads(summary.read_text())
     env = {**os.environ, **lock.env}  # with the console settings (asc_keras.console)
@@ -567,6 +621,8 @@ def quantization_stage(run_dir, verbose, lock, student="student"):
         "--progress",
         str(verbose),
     ]
+    if device is not None:
+        command += ["--device", device] + ([] if distilled else ["--labels-only"])
     if subprocess.run(command, env=env, pass_fds=lock.pass_fds).returncode != 0:
         raise TrainingError(
             f"the quantization stage of {run_dir} failed (see above); fix the "

@@ -100,7 +100,8 @@ def synthetic_config(synthetic_root, tmp_path_factory):
 def tiny_recipe(synthetic_root, tmp_path_factory):
     """The whole recipe in miniature, run once through tools/train.py with a 128-bin front end
     (hop 640: inputs of 128 x 50): one teacher, fusion, the distilled student, the student on
-    labels alone, QAT (2 free epochs, 1 frozen), int8 export and checks. While it trains, a
+    labels alone, QAT (2 free epochs, 1 frozen), int8 export and checks, and a device model
+    for device b (fine-tuning and QAT). While it trains, a
     second run on its folder is tried (and refused), and a run killed at every stage is
     started beside it (`tiny_recipe["killed"]`)."""
     folder = tmp_path_factory.mktemp("faults")
@@ -134,6 +135,13 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
                     "freeze_epochs": 1,
                     "representative_batches": 2,
                     "micro_check_inputs": 20,
+                },
+                # DCASE 2025: a fine-tuned copy of the int8 student for device b (20 clips).
+                "device_models": {
+                    "devices": ["b"],
+                    "epochs": 2,
+                    "batch_size": 8,
+                    "warmup_epochs": 0,
                 },
             }
         )

@@ -170,7 +170,7 @@ def lock_is_held(run_dir):
 
 def kill_at(config, run_dir, marker, resume=True, poll=0.05):
     """Starts the run (with --resume), kills it with SIGKILL once `marker` exists; returns
-    whether it did, and the end of the run's output when it did not."""
+    whether it did, and the end of the run's output (what it printed before the kill)."""
     command, env = train_command(config, run_dir, *(["--resume"] if resume else []))
     log = Path(run_dir).parent / f"kill-{time.monotonic_ns()}.log"
     with open(log, "wb") as output:
@@ -178,7 +178,7 @@ def kill_at(config, run_dir, marker, resume=True, poll=0.05):
         reached = wait_for(marker, process, poll=poll)
         process.send_signal(signal.SIGKILL)
         process.wait()
-    return reached, None if reached else log.read_text(errors="replace")[-3000:]
+    return reached, log.read_text(errors="replace")
 
 
 KILLED_STAGES = ("teachers/teacher-0", "student", "student-no-teacher")
@@ -190,8 +190,21 @@ KILL_POINTS = {
     "student": (".tmp-*-best.keras", "checkpoints/epoch-0004.json"),
     "student-no-teacher": ("checkpoints/epoch-0001.json", "checkpoints/epoch-0004.json"),
 }
+# The device model of the tiny recipe (2 epochs), after the general student's QAT: killed
+# after each epoch's checkpoint, then in its QAT.
+DEVICE_STAGE = "device-models/b"
+KILL_POINTS[DEVICE_STAGE] = ("checkpoints/epoch-0001.json", "checkpoints/epoch-0002.json")
 # The QAT child: after its first free epoch, and after its last (frozen) epoch.
 QAT_KILL_POINTS = ("qat-checkpoints/free/checkpoint", "qat-checkpoints/frozen/checkpoint")
+
+
+def wait_for_qat_exit(run):
+    """After a kill -9 of a run: the kernel ends its QAT child (its parent died). Waits until
+    it is gone and, since a dying process leaves /proc before it closes its files, until the
+    run's lock is free (at most a minute)."""
+    deadline = time.time() + 60
+    while (stage_processes(run) or lock_is_held(run)) and time.time() < deadline:
+        time.sleep(0.1)
 
 
 def kill_every_stage_then_resume(config, run):
@@ -210,7 +223,7 @@ def kill_every_stage_then_resume(config, run):
             )
             seen[stage].append(
                 {
-                    "killed at": marker if killed else output,
+                    "killed at": marker if killed else output[-3000:],
                     "finished before the kill": (run / stage / "last.keras").exists(),
                 }
             )
@@ -222,18 +235,33 @@ def kill_every_stage_then_resume(config, run):
     seen["qat"] = []
     for marker in QAT_KILL_POINTS:
         killed, output = kill_at(config, run, run / "quantized" / marker)
-        # The kernel ends the child (its parent died): wait until it is gone and, since a
-        # dying process leaves /proc before it closes its files, until the lock is free.
-        deadline = time.time() + 60
-        while (stage_processes(run) or lock_is_held(run)) and time.time() < deadline:
-            time.sleep(0.1)
+        wait_for_qat_exit(run)
         seen["qat"].append(
             {
-                "killed at": marker if killed else output,
+                "killed at": marker if killed else output[-3000:],
                 "left running": stage_processes(run),
                 "finished before the kill": (run / "quantized" / "summary.json").exists(),
             }
         )
+    device = DEVICE_STAGE
+    seen[device] = []
+    for marker in KILL_POINTS[device]:
+        killed, output = kill_at(config, run, run / device / marker)
+        # The first of these runs resumes the general QAT killed after its last epoch.
+        seen.setdefault("general qat resumed", "resuming QAT from epoch 3" in output)
+        finished = (run / device / "last.keras").exists()
+        seen[device].append(
+            {
+                "killed at": marker if killed else output[-3000:],
+                "finished before the kill": finished,
+            }
+        )
+    killed, output = kill_at(config, run, run / device / "quantized" / QAT_KILL_POINTS[0])
+    wait_for_qat_exit(run)
+    seen["device qat"] = {
+        "killed at": QAT_KILL_POINTS[0] if killed else output[-3000:],
+        "left running": stage_processes(run),
+    }
     command, env = train_command(config, run, "--resume")
     seen["resumed to the end"] = subprocess.run(command, env=env, capture_output=True, text=True)
     return seen

@@ -126,6 +126,11 @@ def test_rerunning_a_finished_run_only_reports(tiny_recipe):
     again = run_tool("train.py", tiny_recipe["config"], "--out", tiny_recipe["whole"], "--quiet")
     assert "== teacher" not in again.stdout and "QAT fine-tuning" not in again.stdout
     assert "== student" in again.stdout  # the summary is printed again
+    # The page it rewrites keeps every stage's table, the device model's int8 one included.
+    from tests.helpers import parse_page
+
+    captions = [t["caption"] for t in parse_page(tiny_recipe["whole"] / "report.html").tables]
+    assert "Device model b, float vs int8 on its evaluate clips: accuracy (%)" in captions
 
 
 @pytest.mark.slow
@@ -200,7 +205,7 @@ def test_the_run_prints_what_it_derived_and_teachers_take_the_runs_impulse_respo
     assert f"ADIR, energy threshold {energy:g} (auto: the training split's mean energy)" in log
     assert "8 steps per epoch, learning rate 1e-05 (constant)" in log
     # QAT counts its epochs once, over both phases, and names its metric as training does.
-    qat_log = log.split("== QAT fine-tuning")[1]
+    qat_log = log.split("== QAT fine-tuning")[1].split("== device model")[0]
     assert re.findall(r"Epoch (\d+)/(\d+)", qat_log) == [("1", "3"), ("2", "3"), ("3", "3")]
     assert "packed_accuracy" not in log and " - accuracy: " in qat_log
 
@@ -235,6 +240,8 @@ def test_the_run_shows_no_native_log_lines_and_one_page_with_every_printed_table
         "Teacher logits: accuracy (%) per device",
         "Float student on evaluate: accuracy (%) per device",
         "Float vs int8 on evaluate: accuracy (%)",
+        "Device model b, float vs int8 on its evaluate clips: accuracy (%)",
+        "DCASE 2025 system on evaluate: the general model and the device models, accuracy (%)",
     }
     for title, rows in printed.items():
         assert shown[title] == rows, title

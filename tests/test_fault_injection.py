@@ -1,7 +1,8 @@
 """Faults done for real: kill -9 after the first and after the last epoch's checkpoint of
-every training stage (teacher, distilled student, labels-only student, the QAT child), and
-while a .keras file is being written, each time --resume, against the uninterrupted run of
-`tiny_recipe` (conftest.py); and two runs on one folder at once."""
+every training stage (teacher, distilled student, labels-only student, the QAT child, the
+device model and its QAT), and while a .keras file is being written, each time --resume,
+against the uninterrupted run of `tiny_recipe` (conftest.py); and two runs on one folder at
+once."""
 
 import json
 
@@ -9,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers import KILL_POINTS, KILLED_STAGES, QAT_KILL_POINTS
+from tests.helpers import DEVICE_STAGE, KILL_POINTS, KILLED_STAGES, QAT_KILL_POINTS
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +26,10 @@ def test_a_second_run_on_a_busy_folder_is_refused_and_the_first_is_intact(tiny_r
     assert (whole / "quantized" / "model_int8.tflite").is_file()
 
 
-def assert_same_history(resumed, uninterrupted):
+def assert_same_history(resumed, uninterrupted, epochs=4):
     a = np.genfromtxt(resumed, delimiter=",", names=True)
     b = np.genfromtxt(uninterrupted, delimiter=",", names=True)
-    assert list(a["epoch"]) == list(b["epoch"]) == [1, 2, 3, 4]
+    assert list(a["epoch"]) == list(b["epoch"]) == list(range(1, epochs + 1))
     # Same batches, augmentations and optimiser state: equal up to float rounding of
     # multi-threaded CPU reductions.
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-3)
@@ -45,7 +46,7 @@ def test_killed_at_every_stage_and_resumed_equals_the_uninterrupted_run(tiny_rec
     whole = tiny_recipe["whole"]
     run = whole.parent / "killed"
     seen = tiny_recipe["killed"].result(timeout=1800)
-    stages = list(KILLED_STAGES)
+    stages = [*KILLED_STAGES, DEVICE_STAGE]
     for stage in stages:
         assert seen[stage] == [
             {"killed at": marker, "finished before the kill": False}
@@ -58,14 +59,17 @@ def test_killed_at_every_stage_and_resumed_equals_the_uninterrupted_run(tiny_rec
         {"killed at": marker, "left running": [], "finished before the kill": False}
         for marker in QAT_KILL_POINTS
     ]
+    assert seen["device qat"] == {"killed at": QAT_KILL_POINTS[0], "left running": []}
     finished = seen["resumed to the end"]
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert "resuming QAT from epoch 3" in finished.stdout
+    assert seen["general qat resumed"]
+    assert "resuming QAT from epoch" in finished.stdout  # the device model's
     # A kill while a file was being written leaves no temporary file behind the resume.
     assert sorted(p.name for p in run.rglob(".tmp-*")) == []
 
     for stage in stages:
-        assert_same_history(run / stage / "history.csv", whole / stage / "history.csv")
+        epochs = 2 if stage == DEVICE_STAGE else 4  # device_models.epochs of the tiny recipe
+        assert_same_history(run / stage / "history.csv", whole / stage / "history.csv", epochs)
         assert_same_model(run / stage / "last.keras", whole / stage / "last.keras")
     np.testing.assert_array_equal(
         np.load(run / "teachers" / "fused.npz")["filenames"],
@@ -87,6 +91,19 @@ def test_killed_at_every_stage_and_resumed_equals_the_uninterrupted_run(tiny_rec
     step = models[0].output["quantization"][0]
     # Byte-identical here; allowed: 2 int8 steps of the logits, from float rounding upstream.
     assert np.abs(models[0].predict(x) - models[1].predict(x)).max() <= 2 * step + 1e-9
+    # The device model's QAT resumed, and the system's report is the uninterrupted one's.
+    resumed, uninterrupted = (
+        json.loads((folder / DEVICE_STAGE / "quantized" / "summary.json").read_text())
+        for folder in (run, whole)
+    )
+    np.testing.assert_allclose(
+        resumed["qat_history"]["loss"], uninterrupted["qat_history"]["loss"], rtol=1e-3
+    )
+    resumed, uninterrupted = (
+        json.loads((folder / "summary.json").read_text())["device_models"]
+        for folder in (run, whole)
+    )
+    assert resumed == uninterrupted
 
 
 def test_two_runs_of_one_config_give_identical_weights_and_histories(tiny_recipe):
@@ -95,7 +112,7 @@ def test_two_runs_of_one_config_give_identical_weights_and_histories(tiny_recipe
     whole = tiny_recipe["whole"]
     run = whole.parent / "killed"
     assert tiny_recipe["killed"].result(timeout=1800)["resumed to the end"].returncode == 0
-    for stage in KILLED_STAGES:
+    for stage in (*KILLED_STAGES, DEVICE_STAGE):
         assert (run / stage / "history.csv").read_bytes() == (
             whole / stage / "history.csv"
         ).read_bytes(), stage

@@ -302,3 +302,12 @@ class Splits:
 
     def devices(self, split):
         return np.array([r.device for r in getattr(self, split).records])
+
+    def of_device(self, device):
+        """Both splits restricted to the clips of `device` (in their order)."""
+        return Splits(
+            *(
+                getattr(self, split).subset(np.flatnonzero(self.devices(split) == device))
+                for split in ("train", "evaluate")
+            )
+        )

@@ -41,6 +41,7 @@ pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
 
 
 INT8_TABLE = "Float vs int8 on {split}: accuracy (%)"  # printed by the QAT stage, shown here
+DEVICE_INT8_TABLE = "Device model {device}, float vs int8 on its {split} clips: accuracy (%)"
 
 
 class RunPage:

@@ -17,7 +17,7 @@ import keras  # noqa: E402  (Keras 3 first: the student is a Keras 3 model)
 import numpy as np  # noqa: E402
 
 from asc_keras import cli  # noqa: E402
-from asc_keras.config import load_config  # noqa: E402
+from asc_keras.config import device_model_config, load_config  # noqa: E402
 from asc_keras.data.pipeline import (  # noqa: E402
     Splits,  # noqa: E402
     make_dataset,
@@ -27,7 +27,7 @@ from asc_keras.distill import load_logits  # noqa: E402
 from asc_keras.errors import UserError  # noqa: E402
 from asc_keras.evaluation import device_report, format_reports  # noqa: E402
 from asc_keras.evaluation.report import write_report  # noqa: E402
-from asc_keras.evaluation.run_page import INT8_TABLE  # noqa: E402
+from asc_keras.evaluation.run_page import DEVICE_INT8_TABLE, INT8_TABLE  # noqa: E402
 from asc_keras.evaluation.tflite import TFLiteClassifier  # noqa: E402
 from asc_keras.mcu.summary import describe_cortex_m4  # noqa: E402
 from asc_keras.quantize import qat  # noqa: E402
@@ -61,11 +61,17 @@ def _converted(path, convert_model):
     return model_bytes
 
 
-def quantize_run(run_dir, verbose=2, student_stage="student"):
+def quantize_run(run_dir, verbose=2, student_stage="student", device=None, distilled=None):
     """QAT, export, checks and evaluation of `run_dir`/`student_stage`/last.keras; returns
-    the summary (read back when the stage already finished)."""
+    the summary (read back when the stage already finished).
+
+    The general student writes `run_dir`/quantized/. A device model (`device`: its stage is
+    device-models/DEVICE) is fine-tuned and calibrated on that device's training clips,
+    evaluated on its evaluation clips, and writes `run_dir`/`student_stage`/quantized/.
+    QAT distils from the run's teacher logits when `distilled` (default: unless the stage is
+    the student trained without a teacher)."""
     run_dir = Path(run_dir)
-    out = run_dir / "quantized"
+    out = run_dir / "quantized" if device is None else run_dir / student_stage / "quantized"
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
     config = load_config(run_dir / "config.yaml")
@@ -73,11 +79,15 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
         enable_determinism()
     student = keras.saving.load_model(run_dir / student_stage / "last.keras")
     splits = Splits.open(config, progress=False)
+    if device is not None:
+        splits, config = splits.of_device(device), device_model_config(config)
     teacher_path = run_dir / "teachers" / f"{config.teachers.fusion}.npz"
     # QAT fine-tunes as the student was trained: from the teachers, or on labels alone.
+    if distilled is None:
+        distilled = student_stage != "student-no-teacher"
     teacher = (
         load_logits(teacher_path)
-        if config.distillation.enabled and student_stage == "student" and teacher_path.is_file()
+        if config.distillation.enabled and distilled and teacher_path.is_file()
         else None
     )
 
@@ -133,7 +143,9 @@ def quantize_run(run_dir, verbose=2, student_stage="student"):
         "qat_history": history,
         "reports": reports,
     }
-    print_summary(summary, config)
+    split = config.data.eval_split
+    title = INT8_TABLE if device is None else DEVICE_INT8_TABLE
+    print_summary(summary, title.format(split=split, device=device))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
@@ -218,9 +230,9 @@ def reference_report(model_bytes, eval_batches, splits, out):
     return report
 
 
-def print_summary(summary, config):
+def print_summary(summary, title):
     reports, micro = summary["reports"], summary["micro"]
-    print(format_reports(reports, title=INT8_TABLE.format(split=config.data.eval_split)))
+    print(format_reports(reports, title=title))
     print(
         f"accuracy drop, float -> int8: QAT {summary['qat_drop_points']:.2f} points "
         f"({summary['qat_drop_points_reference']:.2f} with the reference kernels, "
@@ -244,9 +256,15 @@ def main(argv=None):
     parser.add_argument("run_dir")
     parser.add_argument(
         "--student",
-        choices=("student", "student-no-teacher"),
         default="student",
-        help="the stage folder whose last.keras becomes int8",
+        help="the stage folder whose last.keras becomes int8: student, student-no-teacher, "
+        "or device-models/DEVICE with --device",
+    )
+    parser.add_argument("--device", help="quantize the device model of this device")
+    parser.add_argument(
+        "--labels-only",
+        action="store_true",
+        help="fine-tune on labels alone (default: from the teacher logits for a distilled stage)",
     )
     parser.add_argument("--progress", type=int, default=2, help="Keras fit verbosity")
     parser.add_argument(
@@ -261,7 +279,8 @@ def main(argv=None):
             report = write_reference_report(args.run_dir)
             print(f"int8 QAT, reference kernels: {100 * report['accuracy']:.2f} %")
         else:
-            quantize_run(args.run_dir, args.progress, args.student)
+            distilled = False if args.labels_only else None
+            quantize_run(args.run_dir, args.progress, args.student, args.device, distilled)
     return 0
 
 
