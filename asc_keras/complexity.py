@@ -13,9 +13,34 @@ import keras
 
 from asc_keras.layers import ResidualNorm
 
-# DCASE 2022-2024 Task 1 limits.
+# DCASE 2022-2025 Task 1 limits, per model (with device models, each one's).
 MAX_PARAM_BYTES = 128_000
 MAX_MACS = 30_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    """A challenge's complexity limits for one model: parameter memory (bytes, each
+    parameter at its stored width) and multiply-accumulates for one 1-second clip."""
+
+    title: str
+    max_param_bytes: int
+    max_macs: int
+
+    def check(self, param_bytes, macs):
+        """The broken limits, as phrases (empty: within them)."""
+        broken = []
+        if param_bytes > self.max_param_bytes:
+            broken.append(f"{param_bytes} parameter bytes > {self.max_param_bytes}")
+        if macs > self.max_macs:
+            broken.append(f"{macs / 1e6:.2f} M MACs > {self.max_macs / 1e6:g} M")
+        return broken
+
+
+RULES = {
+    "dcase2025": Rules("DCASE 2025 Task 1", MAX_PARAM_BYTES, MAX_MACS),
+    "dcase2022-2024": Rules("DCASE 2022-2024 Task 1", MAX_PARAM_BYTES, MAX_MACS),
+}
 
 # Layers without weights that do no multiply-accumulate work under the DCASE rules.
 _FREE_LAYERS = (
@@ -236,3 +261,36 @@ def count_tflite(model_bytes):
                 params += count
                 param_bytes += count * sizes.get(tensor.type, 4)
     return {"params": params, "param_bytes": param_bytes, "file_bytes": len(model_bytes)}
+
+
+def system_complexity(run_dir, kind="int8", rules=RULES["dcase2025"]):
+    """One row per model of a run folder's system (the general model, then each device
+    model): its file, parameters and parameter bytes (int8: the `.tflite` file's constant
+    tensors, int8 weights and int32 biases; float: 4 bytes per parameter), MACs (from its
+    float stage) and the limits of `rules` it breaks."""
+    from asc_keras.cli import load_keras, read_tflite
+    from asc_keras.inference import system_paths
+
+    float_paths = system_paths(run_dir, "float")
+    paths = system_paths(run_dir, kind) if kind == "int8" else float_paths
+    rows = []
+    for name, path in paths.items():
+        counted = count_model(load_keras(float_paths[name]))
+        if kind == "int8":
+            stored = count_tflite(read_tflite(path))
+            params, param_bytes = stored["params"], stored["param_bytes"]
+        else:
+            params, param_bytes = counted.params, 4 * counted.params
+        broken = rules.check(param_bytes, counted.macs)
+        rows.append(
+            {
+                "model": name,
+                "file": str(path),
+                "params": params,
+                "param_bytes": param_bytes,
+                "macs": counted.macs,
+                "within_limits": not broken,
+                "broken": broken,
+            }
+        )
+    return rows

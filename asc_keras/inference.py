@@ -14,6 +14,7 @@ model file; a device without its own model, or "unknown", gets the general one.
 """
 
 import dataclasses
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,10 +34,11 @@ GENERAL = "general"  # the key of the model for every device without its own
 
 def config_of(model_path, config=None):
     """The config a model was trained with: `config` (a path or a Config), else the
-    `config.yaml` of the run folder the model lies in (its folder or the one above)."""
+    `config.yaml` of the run folder the model lies in (its folder or one of the three above:
+    RUN/device-models/DEVICE/quantized/)."""
     if config is not None:
         return load_config(config) if isinstance(config, (str, Path)) else config
-    for folder in Path(model_path).resolve().parents[:2]:
+    for folder in Path(model_path).resolve().parents[:4]:
         if (folder / "config.yaml").is_file():
             return load_config(folder / "config.yaml")
     raise UserError(
@@ -48,7 +50,7 @@ def config_of(model_path, config=None):
 class Classifier:
     """One model file and the front end it needs; `probabilities(windows)` of waveforms."""
 
-    def __init__(self, path, config=None, batch_size=64):
+    def __init__(self, path, config=None, batch_size=64, front_end=None):
         self.path = Path(path)
         self.config = config_of(path, config)
         self.sample_rate = self.config.data.sample_rate
@@ -76,9 +78,14 @@ class Classifier:
                 f"{expected} (frontend.n_mels, frames of {self.samples} samples) or "
                 f"waveforms ({self.samples},): pass the config it was trained with"
             )
-        self.front_end = (
-            None if self.waveform_in else LogMel(self.config.frontend, self.sample_rate)
-        )
+        if self.waveform_in:
+            self.front_end = None
+        elif front_end is not None:
+            self.front_end = front_end
+        else:
+            self.front_end = lambda batch: np.asarray(
+                LogMel(self.config.frontend, self.sample_rate)(batch)
+            )[..., None]
 
     def probabilities(self, windows):
         """(n, samples) waveforms -> (n, classes) class probabilities."""
@@ -86,7 +93,7 @@ class Classifier:
         for i in range(0, len(windows), self.batch_size):
             batch = np.asarray(windows[i : i + self.batch_size], np.float32)
             if self.front_end is not None:
-                batch = np.asarray(self.front_end(batch))[..., None]
+                batch = self.front_end(batch)
             out.append(softmax(self._run(batch)))
         return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
@@ -97,12 +104,94 @@ def softmax(logits):
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def load_model(model_file_path, config=None, batch_size=64):
-    """{device id or "general": Classifier}. `model_file_path` is one model file (every
-    device) or a mapping from device id to file with a "general" entry for the others."""
-    paths = (
-        dict(model_file_path) if isinstance(model_file_path, dict) else {GENERAL: model_file_path}
+def system_paths(run_dir, kind="int8"):
+    """{"general" or device id: model file} of a finished run folder: its general student and
+    the device models of its config (device_models.devices), int8 (`quantized/
+    model_int8.tflite`) or float (`last.keras`, the stage that became int8)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
+    devices = load_config(run_dir / "config.yaml").device_models.devices
+    if kind == "int8":
+        paths = {GENERAL: run_dir / "quantized" / "model_int8.tflite"}
+        paths |= {
+            d: run_dir / "device-models" / d / "quantized" / "model_int8.tflite" for d in devices
+        }
+    elif kind == "float":
+        summary = run_dir / "summary.json"
+        general = "student"
+        if summary.is_file():
+            general = (
+                json.loads(summary.read_text()).get("quantized_student", {}).get("stage", general)
+            )
+        paths = {GENERAL: run_dir / general / "last.keras"}
+        paths |= {d: run_dir / "device-models" / d / "last.keras" for d in devices}
+    else:
+        raise ValueError(f"kind must be 'int8' or 'float', not {kind!r}")
+    missing = [str(p.relative_to(run_dir)) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise UserError(
+            f"{run_dir}: no {kind} model {', '.join(missing)}: the run has not finished "
+            f"those stages (rerun it with --resume)"
+            + (" or does not quantize (pass --float)" if kind == "int8" else "")
+        )
+    return paths
+
+
+def frontend_tflite(config):
+    """The front end of `config` (waveform -> log-mel, float) as TFLite bytes."""
+    import keras
+    import tensorflow as tf
+
+    from asc_keras.layers import LogMelSpectrogram
+
+    samples = int(round(config.data.sample_rate * config.data.duration))
+    waveform = keras.Input((samples,))
+    layer = LogMelSpectrogram.from_frontend(config.frontend, config.data.sample_rate)
+    model = keras.Model(waveform, layer(waveform))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, samples], tf.float32)])
+    def frontend(batch):
+        return model(batch)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [frontend.get_concrete_function()], model
     )
+    return converter.convert()
+
+
+def system_front_end(run_dir):
+    """The front end of a run folder's system as its inference package runs it: the float
+    TFLite model `RUN/frontend.tflite` (converted from the run's config on first use) in
+    LiteRT, one clip at a time (asc_keras.submission.runtime). A run folder then classifies
+    exactly as its package does."""
+    from asc_keras.submission.runtime import Model, front_end
+    from asc_keras.utils import atomic_write_bytes
+
+    path = Path(run_dir) / "frontend.tflite"
+    if not path.is_file():
+        atomic_write_bytes(path, frontend_tflite(load_config(Path(run_dir) / "config.yaml")))
+    model = Model(path)
+    return lambda batch: front_end(model, batch)
+
+
+def load_model(model_file_path, config=None, batch_size=64, kind="int8"):
+    """{device id or "general": Classifier}. `model_file_path` is one model file (every
+    device), a mapping from device id to file with a "general" entry for the others, or a
+    run folder: its general model and device models (`system_paths`, `kind` int8 or
+    float)."""
+    if isinstance(model_file_path, dict):
+        paths = dict(model_file_path)
+    elif Path(model_file_path).is_dir():
+        run_dir = Path(model_file_path)
+        paths = system_paths(run_dir, kind)
+        front_end = system_front_end(run_dir)
+        return {
+            device: Classifier(path, run_dir / "config.yaml", batch_size, front_end)
+            for device, path in paths.items()
+        }
+    else:
+        paths = {GENERAL: model_file_path}
     if GENERAL not in paths:
         raise UserError(f"device models {sorted(paths)} need a {GENERAL!r} model for the rest")
     return {device: Classifier(path, config, batch_size) for device, path in paths.items()}

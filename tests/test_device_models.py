@@ -1,13 +1,20 @@
 """DCASE 2025 device models: the tiny recipe's device model for device b (conftest.py), the
-system report, and the errors before any work."""
+system report, a run folder as the model of tools/predict.py and tools/complexity.py, and
+the errors before any work."""
 
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from asc_keras.config import ConfigError, config_from_dict
+from asc_keras.complexity import RULES, count_tflite
+from asc_keras.config import ConfigError, config_from_dict, save_config
 from asc_keras.device_models import check_device_clips
+from asc_keras.errors import UserError
+from asc_keras.inference import system_paths
+from tests.helpers import error_line, run_tool
 
 
 def _summary(run):
@@ -36,6 +43,51 @@ def test_the_system_classifies_each_listed_device_with_its_own_model(tiny_recipe
     assert "DCASE 2025 system on evaluate" in tiny_recipe["stdout"]
 
 
+@pytest.mark.slow
+def test_predict_on_a_run_folder_serves_each_device_from_its_model(
+    tiny_recipe, synthetic_root, tmp_path
+):
+    run, out = tiny_recipe["whole"], tmp_path / "scenes.csv"
+    listing = synthetic_root / "evaluation_setup" / "fold1_evaluate.csv"
+    done = run_tool("predict.py", run, listing, "-o", out)
+    assert f"device b: 10 clips, its device model {run}/device-models/b/quantized/" in done.stdout
+    assert f"device s4: 10 clips, the general model {run}/quantized/model_int8.tflite" in (
+        done.stdout
+    )
+    with open(listing) as f:
+        truth = {r["filename"]: r["scene_label"] for r in csv.DictReader(f, delimiter="\t")}
+    with open(out) as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    per_device = {}
+    for row in rows:
+        device = row["filename"].rsplit("-", 1)[1].removesuffix(".wav")
+        per_device.setdefault(device, []).append(truth[row["filename"]] == row["scene_label"])
+    system = _summary(run)["device_models"]["accuracy"]["with device models, int8"]
+    assert {d: float(np.mean(c)) for d, c in per_device.items()} == pytest.approx(system["devices"])
+
+
+@pytest.mark.slow
+def test_complexity_checks_every_model_of_a_run_folder(tiny_recipe):
+    run = tiny_recipe["whole"]
+    rows = json.loads(run_tool("complexity.py", run, "--json").stdout)
+    assert [r["model"] for r in rows] == ["general", "b"]
+    for row, model in zip(rows, ("quantized", "device-models/b/quantized")):
+        stored = count_tflite((run / model / "model_int8.tflite").read_bytes())
+        assert row["param_bytes"] == stored["param_bytes"] and row["within_limits"]
+        assert 1e6 < row["macs"] < RULES["dcase2025"].max_macs
+    floats = json.loads(run_tool("complexity.py", run, "--float", "--json").stdout)
+    assert [r["param_bytes"] for r in floats] == [4 * r["params"] for r in floats]
+
+
+def test_rules_name_each_broken_limit():
+    rules = RULES["dcase2025"]
+    assert rules.check(128_000, 30_000_000) == []
+    assert rules.check(128_001, 31_000_000) == [
+        "128001 parameter bytes > 128000",
+        "31.00 M MACs > 30 M",
+    ]
+
+
 def test_a_device_with_fewer_clips_than_a_batch_is_refused_before_any_work(synthetic_config):
     import dataclasses
 
@@ -59,3 +111,127 @@ def test_device_models_name_training_devices_once():
     ):
         with pytest.raises(ConfigError, match=expected):
             config_from_dict({"device_models": {"devices": devices}}, "run.yaml")
+
+
+def test_a_run_folder_without_a_device_models_int8_file_names_it(tmp_path, synthetic_root):
+    save_config(config_from_dict({"device_models": {"devices": ["c"]}}), tmp_path / "config.yaml")
+    (tmp_path / "quantized").mkdir()
+    (tmp_path / "quantized" / "model_int8.tflite").write_bytes(b"")
+    with pytest.raises(UserError) as error:
+        system_paths(tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path}: no int8 model device-models/c/quantized/model_int8.tflite: the run has "
+        f"not finished those stages (rerun it with --resume) or does not quantize (pass --float)"
+    )
+    listing = synthetic_root / "evaluation_setup" / "fold1_evaluate.csv"
+    done = run_tool("predict.py", tmp_path, listing, "-o", tmp_path / "out.csv", check=False)
+    assert done.returncode == 2
+    assert error_line(done) == f"error: {error.value}"
+
+
+@pytest.mark.slow
+def test_the_package_installs_alone_and_classifies_as_predict_does(
+    tiny_recipe, synthetic_root, tmp_path
+):
+    import os
+    import re
+    import subprocess
+    import sys
+    import sysconfig
+
+    run, out = tiny_recipe["whole"], tmp_path / "submission"
+    name = "Tester_ASC_task1"
+    done = run_tool(
+        "package.py", run, "-o", out, "--name", name, "--index", "2",
+        "--evaluation-set", synthetic_root,
+    )  # fmt: skip
+    assert f"system 2: 90 evaluation clips classified, wrote {out}/{name}_2.output.csv" in (
+        done.stdout
+    )
+    project = out / name
+    dependencies = re.search(r"dependencies = (\[.*\])", (project / "pyproject.toml").read_text())
+    assert [re.split("[<>=]", d)[0] for d in json.loads(dependencies.group(1))] == [
+        "numpy", "soundfile", "soxr", "ai-edge-litert",
+    ]  # fmt: skip
+    system = json.loads((project / name / "resources/system_2/system.json").read_text())
+    assert sorted(system["models"]) == ["b", "general"]
+    # A fresh environment: the package itself, its dependencies from this one's site-packages.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", project]
+    subprocess.run(install, check=True, capture_output=True)
+    listing = synthetic_root / "evaluation_setup" / "fold1_test.csv"
+    script = f"""
+import csv, json, sys
+from pathlib import Path
+from {name} import {name}_2 as api
+root = Path({str(synthetic_root)!r})
+rows = list(csv.DictReader(open({str(listing)!r}), delimiter="\\t"))
+files = [str(root / r["filename"]) for r in rows]
+devices = [r["filename"].rsplit("-", 1)[1].removesuffix(".wav") for r in rows]
+logits, classes = api.predict(files, devices)
+model = api.load_model()
+assert api.get_model_for_device(model, "s4") is api.get_model_for_device(model, "unknown")
+assert api.get_model_for_device(model, "b") is not api.get_model_for_device(model, "a")
+loaded = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "asc_keras")]
+print(json.dumps({{"classes": [classes[int(x.argmax())] for x in logits], "loaded": loaded}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    ran = subprocess.run(
+        [python, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    found = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert found["loaded"] == []
+    with open(out / f"{name}_2.output.csv") as f:
+        expected = [row["scene_label"] for row in csv.DictReader(f, delimiter="\t")]
+    assert found["classes"] == expected
+
+
+def test_bad_package_requests_are_one_line_and_write_nothing(tmp_path, monkeypatch):
+    from asc_keras.submission.package import check_request
+
+    run = tmp_path / "run"
+    save_config(config_from_dict({}), run / "config.yaml")
+    for runs, name, index, expected in (
+        ([run], "schmid_task1", 1, "--name 'schmid_task1': expected the challenge's label"),
+        ([run, run], "Schmid_CPJKU_task1", 4, "--index 4 with 2 run folder(s) gives systems 4..5"),
+        ([run], "Schmid_CPJKU_task1", 1, f"{run}: no int8 model quantized/model_int8.tflite"),
+    ):
+        with pytest.raises(UserError) as error:
+            check_request(runs, name, index, "int8")
+        assert str(error.value).startswith(expected)
+        done = run_tool(
+            "package.py", *runs, "-o", tmp_path / "out", "--name", name, "--index", str(index),
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 2 and error_line(done) == f"error: {error.value}"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_package_refuses_models_over_the_limits_and_mixed_class_orders(
+    tiny_recipe, tmp_path, monkeypatch
+):
+    import shutil
+
+    from asc_keras.complexity import Rules
+    from asc_keras.submission import package
+
+    run = tiny_recipe["whole"]
+    monkeypatch.setitem(package.RULES, "dcase2025", Rules("tight", 1000, 30_000_000))
+    with pytest.raises(UserError, match=f"^{run}: model general is over the DCASE 2025 limits: "):
+        package.check_request([run], "Schmid_CPJKU_task1", 1, "int8")
+    monkeypatch.undo()
+    other = tmp_path / "other"
+    shutil.copytree(run, other, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    text = (other / "config.yaml").read_text()
+    (other / "config.yaml").write_text(text.replace("num_classes: 10", "num_classes: 9"))
+    with pytest.raises(UserError, match="^the runs give different class orders: "):
+        package.check_request([run, other], "Schmid_CPJKU_task1", 1, "int8")

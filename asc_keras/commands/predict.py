@@ -2,13 +2,16 @@
 
     python tools/predict.py runs/sm2/quantized/model_int8.tflite recordings/ -o scenes.csv
     python tools/predict.py MODEL /data/TAU-2025-eval/evaluation_setup/fold1_test.csv -o out.csv
+    python tools/predict.py runs/dcase2025 recordings/ -o scenes.csv    # with device models
 
 MODEL: a `.keras` student (log-mel or waveform in) or a `.tflite` model; the front end comes
-from the run folder's config.yaml or --config. INPUT: audio files (any format soundfile
-reads), folders (searched recursively) or a DCASE list (`fold1_test.csv`, a `meta.csv`:
-tab-separated with a `filename` column, paths relative to the dataset root). A device id is
-taken from TAU22-style names (`...-s4.wav`), else a `source_label` / `device` column, else
---device. OUT: tab-separated `filename`, `scene_label`, then one probability per class (rows
+from the run folder's config.yaml or --config. Or a run folder: its int8 models (--float: its
+float ones), the general one and a device model per device of its device_models section.
+INPUT: audio files (any format soundfile reads), folders (searched recursively) or a DCASE
+list (`fold1_test.csv`, a `meta.csv`: tab-separated with a `filename` column, paths relative
+to the dataset root). A device id is taken from TAU22-style names (`...-s4.wav`), else a
+`source_label` / `device` / `device_id` column, else --device; the tool says which model served each
+device. OUT: tab-separated `filename`, `scene_label`, then one probability per class (rows
 sum to 1); `--format json` writes JSON instead. Files that cannot be read are listed in
 OUT.errors.tsv and on stderr, every other file is still classified, and the exit status is 1.
 """
@@ -27,7 +30,7 @@ from asc_keras.inference import GENERAL, device_of, load_model, predict
 from asc_keras.utils import atomic_write_text, read_tsv_rows
 
 AUDIO_SUFFIXES = {f".{name.lower()}" for name in soundfile.available_formats()} | {".oga"}
-DEVICE_COLUMNS = ("source_label", "device")
+DEVICE_COLUMNS = ("source_label", "device", "device_id")
 
 
 def listed_files(path):
@@ -84,9 +87,23 @@ def as_tsv(rows, classes):
     return "\n".join(lines) + "\n"
 
 
+def served_lines(predictions, models):
+    """One line per device: how many clips it had and which model classified them."""
+    counts = {}
+    for p in predictions:
+        counts[p.device] = counts.get(p.device, 0) + 1
+    lines = []
+    for device, count in sorted(counts.items()):
+        own = device in models and device != GENERAL
+        model = models[device] if own else models[GENERAL]
+        which = "its device model" if own else "the general model"
+        lines.append(f"device {device}: {count} clips, {which} {model.path}")
+    return lines
+
+
 def main(argv=None):
     parser = cli.argument_parser(__doc__)
-    parser.add_argument("model", help=".keras or .tflite model (the general one)")
+    parser.add_argument("model", help=".keras or .tflite model (the general one), or a run folder")
     parser.add_argument("inputs", nargs="+", help="audio files, folders or DCASE lists")
     parser.add_argument("-o", "--out", required=True, help="output file (.csv, or .json)")
     parser.add_argument("--config", help="config the model was trained with (default: its run)")
@@ -98,6 +115,9 @@ def main(argv=None):
         help="a model for one device (repeatable); the others get MODEL",
     )
     parser.add_argument("--device", default="unknown", help="device of files without one")
+    parser.add_argument(
+        "--float", action="store_true", help="a run folder's float models instead of int8"
+    )
     parser.add_argument(
         "--hop", type=cli.positive(float), help="seconds between windows (default: 1 window)"
     )
@@ -117,7 +137,11 @@ def main(argv=None):
             raise UserError(f"--device-model {item!r}: expected DEVICE=MODEL, e.g. a=model_a.keras")
         paths[device] = path
     files = collect(args.inputs)  # a bad list or an empty input set before any model loads
-    models = load_model(paths, args.config, args.batch)
+    if Path(args.model).is_dir():
+        if args.device_model:
+            raise UserError("--device-model: a run folder brings its own device models")
+        paths = args.model
+    models = load_model(paths, args.config, args.batch, "float" if args.float else "int8")
     # A list's device column, else a TAU22-style name's device, else --device.
     devices = [listed or named for listed, named in ((d, device_of(n)) for _, n, d in files)]
     devices = [args.device if d == "unknown" else d for d in devices]
@@ -144,6 +168,8 @@ def main(argv=None):
             print(f"cannot classify {path}: {reason}", file=sys.stderr)
     elif errors_path.exists():
         errors_path.unlink()  # from an earlier run: it would describe files not in this output
+    for line in served_lines(predictions, models):
+        print(line)
     windows = sum(len(p.windows) for p in predictions)
     print(
         f"{len(predictions)} clips ({windows} windows) classified in {seconds:.1f} s: "
