@@ -12,10 +12,12 @@ An experiment file names a base config and, per table, rows that change some of 
 
 The base config's teachers (teachers.train_count with teachers.config) are trained once, in
 `<out>/teachers/`, and every distilled row of every seed reads their logits (plus any
-teachers.logit_files of the base config). Rows that set another `teachers.folds` read a
-set trained once for that value, in `<out>/teachers-K-folds/`. Each (row, seed) is one
-ordinary run folder, `<out>/runs/<row>-<hash>/seed-<k>`, named by its resolved config, so two
-rows with the same config share their runs. Runs go seed by seed (every row of seed 0
+teachers.logit_files of the base config). Rows that set another `teachers.folds`,
+`data.train_split` or `teachers.config` read a set trained once for those values, in
+`<out>/teachers-K-folds/`, `<out>/teachers-SPLIT/`, `<out>/teachers-NAME/` (combined when
+several differ). Each (row, seed) is one ordinary run folder,
+`<out>/runs/<row>-<hash>/seed-<k>`, named by its resolved config, so two rows with the same
+config share their runs. Runs go seed by seed (every row of seed 0
 first), each resumed from its last checkpoint when the experiment is rerun after a crash and
 skipped once finished.
 After every run the results are written again: `results.md`, `results.csv` (mean and std per
@@ -46,11 +48,13 @@ from asc_keras.config import (
     read_yaml,
     refuse_unknown_keys,
 )
+from asc_keras.data.tau22 import DEVICES, UNSEEN_DEVICES
 from asc_keras.utils import atomic_write_bytes, atomic_write_text, format_table
 
 GROUPS = ("A", "seen", "unseen", "overall")
 PRECISIONS = ("float", "int8")
 QAT_DROP_TARGET = 1.0  # points, float - int8 QAT, on the evaluate split
+TRAINING_DEVICES = tuple(d for d in DEVICES if d not in UNSEEN_DEVICES)
 
 
 @dataclasses.dataclass
@@ -140,6 +144,12 @@ def load_experiment(path, seeds=None, tables=None, overrides=()):
     return Experiment(path, config_path, base, seeds, rows)
 
 
+def teacher_set_key(config):
+    """What decides which teachers a distilled row reads: (teachers.folds, data.train_split,
+    teachers.config)."""
+    return config.teachers.folds, config.data.train_split, config.teachers.config or ""
+
+
 def seeded(config, seed):
     training = dataclasses.replace(config.training, seed=config.training.seed + seed)
     return dataclasses.replace(config, training=training)
@@ -197,6 +207,15 @@ def _group_accuracies(report):
     }
 
 
+def _device_accuracies(report):
+    """Accuracy (%) per training device, then unseen and overall: a device-model table row."""
+    found = {d.upper(): 100 * a for d, a in report["devices"].items() if d in TRAINING_DEVICES}
+    return found | {
+        "unseen": 100 * report["groups"]["unseen"],
+        "overall": 100 * report["accuracy"],
+    }
+
+
 def run_result(run_dir):
     """The figures of one finished run folder, or None while it is unfinished."""
     run_dir = Path(run_dir)
@@ -213,6 +232,11 @@ def run_result(run_dir):
     if reference_path.is_file():  # TFLite Micro's arithmetic (runs since this report exists)
         reference = _group_accuracies(json.loads(reference_path.read_text()))
         result["qat_drop_reference"] = result["float"]["overall"] - reference["overall"]
+    if "device_models" in summary:
+        result["device_models"] = {
+            name: _device_accuracies(report)
+            for name, report in summary["device_models"]["accuracy"].items()
+        }
     result["seconds"] = _seconds(run_dir)
     result["teachers"] = {
         name.removesuffix(" (evaluate)"): 100 * report["accuracy"]
@@ -247,7 +271,7 @@ class Runner:
                         continue
                     done.add(run_dir)
                     config = self._resolved(row.config)
-                    teachers = logit_files.get(config.teachers.folds, [])
+                    teachers = logit_files.get(teacher_set_key(config), [])
                     config = seeded(with_teachers(config, teachers), seed)
                     self.run_one(config, run_dir, f"{row.table} / {row.name}, seed {seed}")
                     self.write_results()
@@ -259,30 +283,47 @@ class Runner:
         return with_data_root(config, self.data_root)
 
     def teachers(self):
-        """folds -> the teacher logit files every distilled row with that teachers.folds
-        reads: the base config's own files and the teachers it trains, trained here once per
-        folds value (in `teachers/`, or `teachers-K-folds/` for K > 1; resumed after a
-        crash)."""
+        """`teacher_set_key` -> the teacher logit files every distilled row with that key
+        reads: the base config's own files and the teachers it trains, trained here once
+        per key (`teacher_folder`; resumed after a crash). A row on another training split
+        never reads teachers that trained on clips outside it."""
         base = self._resolved(self.experiment.base)
-        distilled = [row.config for row in self.experiment.rows if row.config.distillation.enabled]
-        if not distilled:
-            return {}
+        distilled = [
+            self._resolved(row.config)
+            for row in self.experiment.rows
+            if row.config.distillation.enabled
+        ]
         return {
-            folds: self._teacher_set(base, folds)
-            for folds in sorted({config.teachers.folds for config in distilled})
+            key: self._teacher_set(base, *key)
+            for key in sorted({teacher_set_key(config) for config in distilled})
         }
 
-    def _teacher_set(self, base, folds):
+    def teacher_folder(self, folds, split, teacher_file):
+        """`teachers/`, with `-K-folds` for K > 1 folds, `-SPLIT` for a training split other
+        than the base config's and `-NAME` for another teacher config file than its."""
+        base = self.experiment.base
+        name = "teachers" + (f"-{folds}-folds" if folds > 1 else "")
+        if split != base.data.train_split:
+            name += f"-{split}"
+        if teacher_file != (base.teachers.config or ""):
+            name += f"-{Path(teacher_file).stem}"
+        return self.out / name
+
+    def _teacher_set(self, base, folds, split, teacher_file):
         from asc_keras.data.pipeline import Splits
         from asc_keras.distribution import setup_distribution
         from asc_keras.recipe import check_paths, teacher_stage
 
-        base = dataclasses.replace(base, teachers=dataclasses.replace(base.teachers, folds=folds))
+        base = dataclasses.replace(
+            base,
+            teachers=dataclasses.replace(base.teachers, folds=folds, config=teacher_file or None),
+            data=dataclasses.replace(base.data, train_split=split),
+        )
         files = [Path(f).resolve() for f in base.teachers.logit_files]
         teacher_config = check_paths(base, self.experiment.config_path)
         if teacher_config is not None:
             count = base.teachers.train_count
-            folder = self.out / ("teachers" if folds == 1 else f"teachers-{folds}-folds")
+            folder = self.teacher_folder(folds, split, teacher_file)
             trained = [folder / f"teacher-{i}" / "logits.npz" for i in range(count)]
             if not all(path.is_file() for path in trained):
                 out_of_fold = f", {folds} folds each" if folds > 1 else ""
@@ -390,8 +431,22 @@ def summarize(experiment, results):
         line["seconds_per_run"] = _mean_std(seconds)[0]
         teachers = [r["teachers"] for r in mine if r["teachers"]]
         line["teachers"] = teachers[0] if teachers else {}
+        line["device_models"] = _device_model_means([r for r in mine if "device_models" in r])
         lines.append(line)
     return lines
+
+
+def _device_model_means(results):
+    """{system row: {column: (mean, std)}} over the runs with device models."""
+    means = {}
+    for name in results[0]["device_models"] if results else ():
+        columns = results[0]["device_models"][name]
+        means[name] = {
+            column: _mean_std([r["device_models"][name][column] for r in results])
+            for column in columns
+        }
+        means[name]["runs"] = len(results)
+    return means
 
 
 def _flat_runs(results):
@@ -410,7 +465,9 @@ def _flat_runs(results):
 
 def _csv(lines):
     buffer = io.StringIO()
-    lines = [{k: v for k, v in line.items() if k != "teachers"} for line in lines]
+    lines = [
+        {k: v for k, v in line.items() if k not in ("teachers", "device_models")} for line in lines
+    ]
     if lines:
         writer = csv.DictWriter(buffer, fieldnames=list(lines[0]), lineterminator="\n")
         writer.writeheader()
@@ -472,6 +529,8 @@ def results_markdown(experiment, table, seconds=None):
             rows.append(cells)
         parts += ["", f"## {title}", "", *_markdown_table(headers, rows)]
         parts += [f"- {finding}" for finding in findings(lines, seeds)]
+        for line in lines:
+            parts += device_models_markdown(line, seeds)
     # One line per teacher set (in-sample and out-of-fold rows read different ones).
     sets = {}
     for line in table:
@@ -490,6 +549,25 @@ def results_markdown(experiment, table, seconds=None):
             f"runs; those count once).",
         ]
     return "\n".join(parts) + "\n"
+
+
+def device_models_markdown(line, seeds):
+    """The device-model table of one row (none without device models): per training device,
+    unseen and overall, the general model and the system, float and int8."""
+    systems = line["device_models"]
+    if not systems:
+        return []
+    columns = [c for c in next(iter(systems.values())) if c != "runs"]
+    rows = [
+        [name, f"{figures['runs']}/{seeds}", *(_cell(*figures[c]) for c in columns)]
+        for name, figures in systems.items()
+    ]
+    return [
+        "",
+        f"### {line['row']}: device models (accuracy % per device)",
+        "",
+        *_markdown_table(["model", "runs", *columns], rows),
+    ]
 
 
 def findings(lines, seeds):

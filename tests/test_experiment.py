@@ -168,6 +168,30 @@ def test_the_table_gives_mean_std_qat_drop_and_time_per_row(tmp_path):
     assert line_with("Time").count("7 min 10 s") == 1 and "teachers 30 s" in line_with("Time")
 
 
+def test_rows_with_device_models_get_a_table_per_device(tmp_path):
+    path = write_experiment(tmp_path, {"2025": {"devices": {}}}, seeds=2)
+    experiment = load_experiment(path)
+    results = []
+    for seed, b in enumerate((50.0, 54.0)):
+        run = result("2025", "devices", seed, 60.0, 59.0)
+        run["device_models"] = {
+            "general model, int8": {"A": 70.0, "B": 40.0, "unseen": 45.0, "overall": 50.0},
+            "with device models, int8": {"A": 72.0, "B": b, "unseen": 45.0, "overall": 52.0},
+        }
+        results.append(run)
+    text = results_markdown(experiment, summarize(experiment, results))
+    assert "### devices: device models (accuracy % per device)" in text
+    rows = {cells[0]: cells for cells in table_rows(text)}
+    assert rows["general model, int8"][1:] == [
+        "2/2",
+        "70.00 ± 0.00",
+        "40.00 ± 0.00",
+        "45.00 ± 0.00",
+        "50.00 ± 0.00",
+    ]
+    assert rows["with device models, int8"][3] == "52.00 ± 2.83"  # B: 50 and 54
+
+
 # What the grid checks (kill, resume, shared runs, the table) does not depend on the input size.
 SMALL_FRONTEND = {"n_mels": 64, "hop_length": 1000}
 
