@@ -191,9 +191,9 @@ KILL_POINTS = {
     "student-no-teacher": ("checkpoints/epoch-0001.json", "checkpoints/epoch-0004.json"),
 }
 # The device model of the tiny recipe (2 epochs), after the general student's QAT: killed
-# after each epoch's checkpoint, then in its QAT.
+# after its last epoch's checkpoint (before last.keras), then in its QAT.
 DEVICE_STAGE = "device-models/b"
-KILL_POINTS[DEVICE_STAGE] = ("checkpoints/epoch-0001.json", "checkpoints/epoch-0002.json")
+KILL_POINTS[DEVICE_STAGE] = ("checkpoints/epoch-0002.json",)
 # The QAT child: after its first free epoch, and after its last (frozen) epoch.
 QAT_KILL_POINTS = ("qat-checkpoints/free/checkpoint", "qat-checkpoints/frozen/checkpoint")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asc_keras.complexity import RULES, count_tflite
+from asc_keras.complexity import RULES, count_tflite, system_complexity
 from asc_keras.config import ConfigError, config_from_dict, save_config
 from asc_keras.device_models import check_device_clips
 from asc_keras.errors import UserError
@@ -75,8 +75,9 @@ def test_complexity_checks_every_model_of_a_run_folder(tiny_recipe):
         stored = count_tflite((run / model / "model_int8.tflite").read_bytes())
         assert row["param_bytes"] == stored["param_bytes"] and row["within_limits"]
         assert 1e6 < row["macs"] < RULES["dcase2025"].max_macs
-    floats = json.loads(run_tool("complexity.py", run, "--float", "--json").stdout)
+    floats = system_complexity(run, "float")
     assert [r["param_bytes"] for r in floats] == [4 * r["params"] for r in floats]
+    assert [r["macs"] for r in floats] == [r["macs"] for r in rows]
 
 
 def test_rules_name_each_broken_limit():
@@ -207,11 +208,12 @@ def test_bad_package_requests_are_one_line_and_write_nothing(tmp_path, monkeypat
         with pytest.raises(UserError) as error:
             check_request(runs, name, index, "int8")
         assert str(error.value).startswith(expected)
-        done = run_tool(
-            "package.py", *runs, "-o", tmp_path / "out", "--name", name, "--index", str(index),
-            check=False,
-        )  # fmt: skip
-        assert done.returncode == 2 and error_line(done) == f"error: {error.value}"
+    # The tool checks the request before it writes anything, and says so in one line.
+    done = run_tool(
+        "package.py", *runs, "-o", tmp_path / "out", "--name", name, "--index", str(index),
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and error_line(done) == f"error: {error.value}"
     assert not (tmp_path / "out").exists()
 
 

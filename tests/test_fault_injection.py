@@ -1,8 +1,8 @@
 """Faults done for real: kill -9 after the first and after the last epoch's checkpoint of
-every training stage (teacher, distilled student, labels-only student, the QAT child, the
-device model and its QAT), and while a .keras file is being written, each time --resume,
-against the uninterrupted run of `tiny_recipe` (conftest.py); and two runs on one folder at
-once."""
+every training stage (teacher, distilled student, labels-only student, the QAT child; the
+device model after its last, and its QAT), and while a .keras file is being written, each
+time --resume, against the uninterrupted run of `tiny_recipe` (conftest.py); and two runs on
+one folder at once."""
 
 import json
 
