@@ -119,11 +119,12 @@ def system_paths(run_dir, kind="int8"):
         }
     elif kind == "float":
         summary = run_dir / "summary.json"
-        general = "student"
-        if summary.is_file():
-            general = (
-                json.loads(summary.read_text()).get("quantized_student", {}).get("stage", general)
-            )
+        found = json.loads(summary.read_text()) if summary.is_file() else {}
+        # The stage the device models start from, else the one that became int8.
+        if "device_models" in found:
+            general = found["device_models"]["general"]
+        else:
+            general = found.get("quantized_student", {}).get("stage", "student")
         paths = {GENERAL: run_dir / general / "last.keras"}
         paths |= {d: run_dir / "device-models" / d / "last.keras" for d in devices}
     else:
