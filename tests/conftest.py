@@ -32,7 +32,7 @@ WORKER_GROUPS = {
     "test_end_to_end.py": "tiny_recipe",
     "test_fault_injection.py": "tiny_recipe",
     "test_predict.py": "tiny_recipe",
-    "test_experiment.py": "tiny_recipe",  # its own tiny grid: the shorter worker takes it
+    "test_device_models.py": "tiny_recipe",
     "test_distribution.py": "distribution",
 }
 

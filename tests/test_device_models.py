@@ -69,7 +69,7 @@ def test_predict_on_a_run_folder_serves_each_device_from_its_model(
 @pytest.mark.slow
 def test_complexity_checks_every_model_of_a_run_folder(tiny_recipe):
     run = tiny_recipe["whole"]
-    rows = json.loads(run_tool("complexity.py", run, "--json").stdout)
+    rows = json.loads(run_tool("complexity.py", run, "--json").stdout)  # the tool: int8
     assert [r["model"] for r in rows] == ["general", "b"]
     for row, model in zip(rows, ("quantized", "device-models/b/quantized")):
         stored = count_tflite((run / model / "model_int8.tflite").read_bytes())
