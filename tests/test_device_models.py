@@ -45,15 +45,16 @@ def test_the_system_classifies_each_listed_device_with_its_own_model(tiny_recipe
 
 @pytest.mark.slow
 def test_predict_on_a_run_folder_serves_each_device_from_its_model(
-    tiny_recipe, synthetic_root, tmp_path
+    tiny_recipe, synthetic_root, tmp_path, capsys
 ):
+    from asc_keras.commands import predict
+
     run, out = tiny_recipe["whole"], tmp_path / "scenes.csv"
     listing = synthetic_root / "evaluation_setup" / "fold1_evaluate.csv"
-    done = run_tool("predict.py", run, listing, "-o", out)
-    assert f"device b: 10 clips, its device model {run}/device-models/b/quantized/" in done.stdout
-    assert f"device s4: 10 clips, the general model {run}/quantized/model_int8.tflite" in (
-        done.stdout
-    )
+    assert predict.main([str(run), str(listing), "-o", str(out)]) == 0  # in-process: faster
+    printed = capsys.readouterr().out
+    assert f"device b: 10 clips, its device model {run}/device-models/b/quantized/" in printed
+    assert f"device s4: 10 clips, the general model {run}/quantized/model_int8.tflite" in printed
     with open(listing) as f:
         truth = {r["filename"]: r["scene_label"] for r in csv.DictReader(f, delimiter="\t")}
     with open(out) as f:
@@ -67,9 +68,12 @@ def test_predict_on_a_run_folder_serves_each_device_from_its_model(
 
 
 @pytest.mark.slow
-def test_complexity_checks_every_model_of_a_run_folder(tiny_recipe):
+def test_complexity_checks_every_model_of_a_run_folder(tiny_recipe, capsys):
+    from asc_keras.commands import complexity
+
     run = tiny_recipe["whole"]
-    rows = json.loads(run_tool("complexity.py", run, "--json").stdout)  # the tool: int8
+    assert complexity.main([str(run), "--json"]) == 0  # the tool, in-process: int8
+    rows = json.loads(capsys.readouterr().out)
     assert [r["model"] for r in rows] == ["general", "b"]
     for row, model in zip(rows, ("quantized", "device-models/b/quantized")):
         stored = count_tflite((run / model / "model_int8.tflite").read_bytes())
@@ -132,7 +136,7 @@ def test_a_run_folder_without_a_device_models_int8_file_names_it(tmp_path, synth
 
 @pytest.mark.slow
 def test_the_package_installs_alone_and_classifies_as_predict_does(
-    tiny_recipe, synthetic_root, tmp_path
+    tiny_recipe, synthetic_root, tmp_path, capsys
 ):
     import os
     import re
@@ -142,13 +146,12 @@ def test_the_package_installs_alone_and_classifies_as_predict_does(
 
     run, out = tiny_recipe["whole"], tmp_path / "submission"
     name = "Tester_ASC_task1"
-    done = run_tool(
-        "package.py", run, "-o", out, "--name", name, "--index", "2",
-        "--evaluation-set", synthetic_root,
-    )  # fmt: skip
-    assert f"system 2: 90 evaluation clips classified, wrote {out}/{name}_2.output.csv" in (
-        done.stdout
-    )
+    from asc_keras.commands import package
+
+    arguments = [run, "-o", out, "--name", name, "--index", "2", "--evaluation-set", synthetic_root]
+    assert package.main([str(a) for a in arguments]) == 0  # the tool, in-process
+    printed = capsys.readouterr().out
+    assert f"system 2: 90 evaluation clips classified, wrote {out}/{name}_2.output.csv" in printed
     project = out / name
     dependencies = re.search(r"dependencies = (\[.*\])", (project / "pyproject.toml").read_text())
     assert [re.split("[<>=]", d)[0] for d in json.loads(dependencies.group(1))] == [
