@@ -83,9 +83,8 @@ class Classifier:
         elif front_end is not None:
             self.front_end = front_end
         else:
-            self.front_end = lambda batch: np.asarray(
-                LogMel(self.config.frontend, self.sample_rate)(batch)
-            )[..., None]
+            log_mel = LogMel(self.config.frontend, self.sample_rate)
+            self.front_end = lambda batch: np.asarray(log_mel(batch))[..., None]
 
     def probabilities(self, windows):
         """(n, samples) waveforms -> (n, classes) class probabilities."""
