@@ -21,9 +21,9 @@ from asc_keras.config import ConfigError, device_model_config
 from asc_keras.data.pipeline import make_dataset
 from asc_keras.data.tau22 import read_split, resolve_data_root
 from asc_keras.evaluation import device_report
+from asc_keras.run_folder import DEVICE_MODELS, device_stage, quantized_folder
 from asc_keras.utils import atomic_write_text
 
-FOLDER = "device-models"
 GENERAL_ROW = "general model, {kind}"
 SYSTEM_ROW = "with device models, {kind}"
 
@@ -53,12 +53,12 @@ def check_device_clips(config, source="config"):
 
 def train_device_models(config, run_dir, splits, *, general, teacher, stages, quantize):
     """Fine-tunes `run_dir`/`general`/last.keras for every listed device (distilled from
-    `teacher` when device_models.distilled) and quantizes each with `quantize(stage, device,
+    `teacher` when device_models.distilled) and quantizes each with `quantize(device,
     distilled)` when quantization is enabled. Returns the system reports."""
     from asc_keras.recipe import student_report  # the recipe imports this module
 
     run_dir = Path(run_dir)
-    path = run_dir / FOLDER / "system.json"
+    path = run_dir / DEVICE_MODELS / "system.json"
     if path.is_file():
         return json.loads(path.read_text())
     device_models = config.device_models
@@ -71,17 +71,16 @@ def train_device_models(config, run_dir, splits, *, general, teacher, stages, qu
             f"== device model {device}: {general}/ fine-tuned on the {len(mine.train)} "
             f"training clips of device {device} ({source})"
         )
-        stage = f"{FOLDER}/{device}"
         student_report(
             device_config,
-            run_dir / stage,
+            run_dir / device_stage(device),
             mine,
             teacher=teacher if distilled else None,
             initial=run_dir / general / "last.keras",
             **stages,
         )
         if config.quantization.enabled:
-            quantize(stage, device, distilled)
+            quantize(device, distilled)
     reports = system_reports(config, run_dir, splits, general)
     atomic_write_text(path, json.dumps(reports, indent=2))
     return reports
@@ -99,13 +98,14 @@ def system_reports(config, run_dir, splits, general):
     labels, devices = splits.labels("evaluate"), splits.devices("evaluate")
     batch = config.training.batch_size
 
-    def float_logits(stage, cache):
+    def float_logits(device, cache):  # device None: the general model
+        stage = general if device is None else device_stage(device)
         model = keras.saving.load_model(run_dir / stage / "last.keras")
         return model.predict(make_dataset(cache, config, batch_size=batch), verbose=0)
 
-    def int8_logits(stage, cache):
-        folder = run_dir / ("quantized" if stage == general else f"{stage}/quantized")
-        runner = TFLiteClassifier((folder / "model_int8.tflite").read_bytes(), source=stage)
+    def int8_logits(device, cache):
+        path = quantized_folder(run_dir, device) / "model_int8.tflite"
+        runner = TFLiteClassifier(path.read_bytes(), source=str(path))
         return runner.predict_dataset(make_dataset(cache, config, batch_size=batch))
 
     kinds = {"float": float_logits}
@@ -113,12 +113,12 @@ def system_reports(config, run_dir, splits, general):
         kinds["int8"] = int8_logits
     reports = {}
     for kind, logits_of in kinds.items():
-        general_logits = logits_of(general, splits.evaluate)
+        general_logits = logits_of(None, splits.evaluate)
         system = np.array(general_logits, copy=True)
         for device in config.device_models.devices:
             rows = np.flatnonzero(devices == device)
             if len(rows):
-                system[rows] = logits_of(f"{FOLDER}/{device}", splits.evaluate.subset(rows))
+                system[rows] = logits_of(device, splits.evaluate.subset(rows))
         reports[GENERAL_ROW.format(kind=kind)] = device_report(labels, general_logits, devices)
         reports[SYSTEM_ROW.format(kind=kind)] = device_report(labels, system, devices)
     return reports

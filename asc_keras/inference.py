@@ -28,6 +28,7 @@ from asc_keras.config import load_config
 from asc_keras.data.cache import STORED
 from asc_keras.data.tau22 import CLASSES, DEVICES
 from asc_keras.errors import UserError
+from asc_keras.run_folder import device_stage, quantized_folder
 
 GENERAL = "general"  # the key of the model for every device without its own
 
@@ -112,10 +113,8 @@ def system_paths(run_dir, kind="int8"):
         raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
     devices = load_config(run_dir / "config.yaml").device_models.devices
     if kind == "int8":
-        paths = {GENERAL: run_dir / "quantized" / "model_int8.tflite"}
-        paths |= {
-            d: run_dir / "device-models" / d / "quantized" / "model_int8.tflite" for d in devices
-        }
+        paths = {GENERAL: quantized_folder(run_dir) / "model_int8.tflite"}
+        paths |= {d: quantized_folder(run_dir, d) / "model_int8.tflite" for d in devices}
     elif kind == "float":
         summary = run_dir / "summary.json"
         found = json.loads(summary.read_text()) if summary.is_file() else {}
@@ -125,7 +124,7 @@ def system_paths(run_dir, kind="int8"):
         else:
             general = found.get("quantized_student", {}).get("stage", "student")
         paths = {GENERAL: run_dir / general / "last.keras"}
-        paths |= {d: run_dir / "device-models" / d / "last.keras" for d in devices}
+        paths |= {d: run_dir / device_stage(d) / "last.keras" for d in devices}
     else:
         raise ValueError(f"kind must be 'int8' or 'float', not {kind!r}")
     missing = [str(p.relative_to(run_dir)) for p in paths.values() if not p.is_file()]

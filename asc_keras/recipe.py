@@ -50,7 +50,12 @@ from asc_keras.distribution import (
 from asc_keras.evaluation import device_report, format_reports
 from asc_keras.evaluation.run_page import DEVICE_INT8_TABLE, INT8_TABLE, RunPage
 from asc_keras.models import build_model
-from asc_keras.run_folder import check_config, locked_run_folder
+from asc_keras.run_folder import (
+    check_config,
+    device_stage,
+    locked_run_folder,
+    quantized_folder,
+)
 from asc_keras.training import TrainingError, enable_determinism, fit_stage
 from asc_keras.utils import atomic_write_text
 
@@ -463,15 +468,15 @@ def device_models_stage(config, run_dir, splits, *, general, teacher, stages, lo
     run page."""
     verbose = stages["verbose"]
 
-    def quantize(stage, device, distilled):
-        print(f"== int8: quantizing {stage}/")
-        quantization_stage(run_dir, verbose, lock, stage, device=device, distilled=distilled)
+    def quantize(device, distilled):
+        print(f"== int8: quantizing {device_stage(device)}/")
+        quantization_stage(run_dir, verbose, lock, device=device, distilled=distilled)
 
     reports = device_models.train_device_models(
         config, run_dir, splits, general=general, teacher=teacher, stages=stages, quantize=quantize
     )
     for device in config.device_models.devices:  # also when a finished run is rerun
-        done = Path(run_dir) / device_models.FOLDER / device / "quantized" / "summary.json"
+        done = quantized_folder(run_dir, device) / "summary.json"
         if done.is_file():
             title = DEVICE_INT8_TABLE.format(device=device, split=config.data.eval_split)
             show(title, json.loads(done.read_text())["reports"])
@@ -604,25 +609,15 @@ def quantization_stage(run_dir, verbose, lock, student="student", device=None, d
     """QAT, int8 export and evaluation in a subprocess: tfmot switches its process to legacy
     Keras, which must not leak into this one. The child holds the run folder's `lock` with
     this process and dies with it (`die_with_parent`). A finished stage (its summary.json
-    written last) starts no process. A device model's (`device`) stage is `student`, its
-    output `student`/quantized/; `distilled` false fine-tunes it on labels alone."""
-    out = Path(run_dir) / ("quantized" if device is None else f"{student}/quantized")
-    summary = out / "summary.json"
+    written last) starts no process. With `device`, the stage of that device's model instead
+    of `student`; `distilled` false fine-tunes it on labels alone."""
+    summary = quantized_folder(run_dir, device) / "summary.json"
     if summary.is_file():
         return json.loads(summary.read_text())
     env = {**os.environ, **lock.env}  # with the console settings (asc_keras.console)
-    command = [
-        sys.executable,
-        "-m",
-        "asc_keras.quantize.stage",
-        str(run_dir),
-        "--student",
-        student,
-        "--progress",
-        str(verbose),
-    ]
-    if device is not None:
-        command += ["--device", device] + ([] if distilled else ["--labels-only"])
+    which = ["--student", student] if device is None else ["--device", device]
+    command = [sys.executable, "-m", "asc_keras.quantize.stage", str(run_dir), *which]
+    command += ["--progress", str(verbose)] + ([] if distilled else ["--labels-only"])
     if subprocess.run(command, env=env, pass_fds=lock.pass_fds).returncode != 0:
         raise TrainingError(
             f"the quantization stage of {run_dir} failed (see above); fix the "

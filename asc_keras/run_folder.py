@@ -25,6 +25,21 @@ from asc_keras.config import config_to_dict, load_config, save_config
 from asc_keras.errors import UserError
 from asc_keras.utils import writing
 
+DEVICE_MODELS = "device-models"  # RUN/device-models/DEVICE/: the stages of a device model
+
+
+def device_stage(device):
+    """The stage folder of `device`'s model, relative to the run folder."""
+    return f"{DEVICE_MODELS}/{device}"
+
+
+def quantized_folder(run_dir, device=None):
+    """Where QAT writes: RUN/quantized/ for the general student, RUN/device-models/DEVICE/
+    quantized/ for the model of `device`."""
+    run_dir = Path(run_dir)
+    return run_dir / "quantized" if device is None else run_dir / device_stage(device) / "quantized"
+
+
 LOCK_NAME = ".lock"
 # A child started by a locked run: the inherited descriptor of the lock, and the parent's pid.
 INHERITED_LOCK = "ASC_KERAS_RUN_LOCK_FD"

@@ -35,7 +35,12 @@ from asc_keras.quantize.c_array import write_c_array  # noqa: E402
 from asc_keras.quantize.convert import check_int8, convert  # noqa: E402
 from asc_keras.quantize.micro import check_micro, cortex_m4_figures  # noqa: E402
 from asc_keras.quantize.twin import build_twin  # noqa: E402
-from asc_keras.run_folder import RunLock, die_with_parent  # noqa: E402
+from asc_keras.run_folder import (  # noqa: E402
+    RunLock,
+    device_stage,
+    die_with_parent,
+    quantized_folder,
+)
 from asc_keras.training import enable_determinism  # noqa: E402
 from asc_keras.utils import atomic_write_bytes, atomic_write_text  # noqa: E402
 
@@ -65,13 +70,16 @@ def quantize_run(run_dir, verbose=2, student_stage="student", device=None, disti
     """QAT, export, checks and evaluation of `run_dir`/`student_stage`/last.keras; returns
     the summary (read back when the stage already finished).
 
-    The general student writes `run_dir`/quantized/. A device model (`device`: its stage is
-    device-models/DEVICE) is fine-tuned and calibrated on that device's training clips,
-    evaluated on its evaluation clips, and writes `run_dir`/`student_stage`/quantized/.
+    The general student writes `run_dir`/quantized/. The model of `device` (its stage
+    device-models/DEVICE, in place of `student_stage`) is fine-tuned and calibrated on that
+    device's training clips, evaluated on its evaluation clips, and writes
+    `run_dir`/device-models/DEVICE/quantized/.
     QAT distils from the run's teacher logits when `distilled` (default: unless the stage is
     the student trained without a teacher)."""
     run_dir = Path(run_dir)
-    out = run_dir / "quantized" if device is None else run_dir / student_stage / "quantized"
+    if device is not None:
+        student_stage = device_stage(device)
+    out = quantized_folder(run_dir, device)
     if (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
     config = load_config(run_dir / "config.yaml")
@@ -257,10 +265,9 @@ def main(argv=None):
     parser.add_argument(
         "--student",
         default="student",
-        help="the stage folder whose last.keras becomes int8: student, student-no-teacher, "
-        "or device-models/DEVICE with --device",
+        help="the stage folder whose last.keras becomes int8: student or student-no-teacher",
     )
-    parser.add_argument("--device", help="quantize the device model of this device")
+    parser.add_argument("--device", help="quantize the model of this device instead")
     parser.add_argument(
         "--labels-only",
         action="store_true",

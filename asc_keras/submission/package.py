@@ -27,6 +27,7 @@ from asc_keras.config import load_config
 from asc_keras.data.tau22 import CLASSES
 from asc_keras.errors import UserError
 from asc_keras.inference import GENERAL, system_front_end, system_paths
+from asc_keras.run_folder import quantized_folder
 
 # [Last name of the corresponding author]_[Abbreviation of the institute]_task1
 NAME = re.compile(r"[A-Z][A-Za-z-]*_[A-Za-z0-9-]+_task1")
@@ -122,8 +123,10 @@ def check_request(runs, name, index, kind):
     for offset, run in enumerate(map(Path, runs)):
         paths = system_paths(run, kind)
         if kind == "float":  # the float TFLite models of the QAT stages
-            paths = {d: p.parent / "quantized" / "model_float.tflite" for d, p in paths.items()}
-            paths[GENERAL] = run / "quantized" / "model_float.tflite"
+            paths = {
+                d: quantized_folder(run, None if d == GENERAL else d) / "model_float.tflite"
+                for d in paths
+            }
             missing = [str(p) for p in paths.values() if not p.is_file()]
             if missing:
                 raise UserError(f"{run}: no float TFLite model {missing[0]} (the QAT stage)")
