@@ -53,16 +53,15 @@ class TFLiteClassifier:
         check_model_io(self.source, self.input_shape, self.num_classes, input_shape, num_classes)
 
     def quantize_input(self, features):
-        scale, zero = self.input["quantization"]
-        if self.input["dtype"] == np.int8:
-            return np.clip(np.round(features / scale + zero), -128, 127).astype(np.int8)
-        return features.astype(self.input["dtype"])
+        # The inference package's arithmetic (asc_keras.submission.runtime), the same here.
+        from asc_keras.submission.runtime import quantize
+
+        return quantize(self.input, features)
 
     def dequantize_output(self, values):
-        scale, zero = self.output["quantization"]
-        if self.output["dtype"] == np.int8:
-            return (values.astype(np.float32) - zero) * scale
-        return values.astype(np.float32)
+        from asc_keras.submission.runtime import dequantize
+
+        return dequantize(self.output, values)
 
     def predict(self, features):
         features = np.asarray(features, np.float32)

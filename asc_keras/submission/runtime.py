@@ -21,6 +21,23 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 GENERAL = "general"
 
 
+def quantize(details, values):
+    """Float `values` in the type of the tensor `details` describes: int8 with its scale and
+    zero point (rounded, clipped), else a plain cast."""
+    scale, zero = details["quantization"]
+    if details["dtype"] == np.int8:
+        return np.clip(np.round(values / scale + zero), -128, 127).astype(np.int8)
+    return np.asarray(values).astype(details["dtype"])
+
+
+def dequantize(details, values):
+    """The float values of a tensor's `values` (int8: with its scale and zero point)."""
+    scale, zero = details["quantization"]
+    if details["dtype"] == np.int8:
+        return (values.astype(np.float32) - zero) * scale
+    return values.astype(np.float32)
+
+
 class Model:
     """One `.tflite` file under the LiteRT interpreter (builtin kernels, no delegate):
     `model(batch)` quantises float inputs and dequantises outputs with the model's scales."""
@@ -47,16 +64,9 @@ class Model:
             self.runner.resize_tensor_input(self.input["index"], list(batch.shape))
             self.runner.allocate_tensors()
             self.batch = len(batch)
-        scale, zero = self.input["quantization"]
-        if self.input["dtype"] == np.int8:
-            batch = np.clip(np.round(batch / scale + zero), -128, 127).astype(np.int8)
-        self.runner.set_tensor(self.input["index"], batch)
+        self.runner.set_tensor(self.input["index"], quantize(self.input, batch))
         self.runner.invoke()
-        values = self.runner.get_tensor(self.output["index"])
-        scale, zero = self.output["quantization"]
-        if self.output["dtype"] == np.int8:
-            return (values.astype(np.float32) - zero) * scale
-        return values.astype(np.float32)
+        return dequantize(self.output, self.runner.get_tensor(self.output["index"]))
 
 
 class System:
