@@ -93,3 +93,37 @@ def test_the_page_grows_with_the_stages_and_needs_nothing_outside(tmp_path):
     assert "training curves of QAT (int8)" in parsed.images
     assert "confusion matrix of int8 QAT" in parsed.images
     assert [p.name for p in run.iterdir() if "tmp" in p.name] == []  # written atomically
+
+
+def test_a_rewrite_draws_only_the_figures_whose_data_changed(tmp_path, monkeypatch):
+    from asc_keras.evaluation import run_page
+
+    drawn = []
+
+    def counting(draw):
+        def counted(name, data):
+            drawn.append(name)
+            return draw(name, data)
+
+        counted.__name__ = draw.__name__  # the first part of the figure cache's key
+        return counted
+
+    for name in ("_curve_png", "_confusion_png"):
+        monkeypatch.setattr(run_page, name, counting(getattr(run_page, name)))
+    run = tmp_path / "run"
+    (run / "student").mkdir(parents=True)
+    history = run / "student" / "history.csv"
+    history.write_text("epoch,accuracy,loss\n1,0.1,2.3\n")
+    page = RunPage(run)
+    page.table("Float student on evaluate: accuracy (%) per device", {"s": fake_report(0)})
+    assert drawn == ["student", "s"]
+    page.note("distillation", "Distillation helped.")
+    assert drawn == ["student", "s"]  # nothing new to draw: the page is the same but its note
+    history.write_text("epoch,accuracy,loss\n1,0.1,2.3\n2,0.2,2.1\n")
+    page.table("Float student on evaluate: accuracy (%) per device", {"s": fake_report(1)})
+    assert drawn == ["student", "s", "student", "s"]
+    again = (run / "report.html").read_text()
+    fresh = RunPage(run)
+    fresh.tables, fresh.notes = page.tables, page.notes
+    fresh.write()  # a new page draws everything, and draws it the same
+    assert (run / "report.html").read_text().split("</p>", 1)[1] == again.split("</p>", 1)[1]

@@ -55,6 +55,9 @@ class RunPage:
         self.tables = {}  # title -> {row name: device report}, in the order printed
         self.notes = {}  # topic -> sentence
         self.finished = False
+        # figure inputs -> <img> tag: a rewrite of the page draws only the figures whose
+        # data changed (matplotlib takes most of a page's time).
+        self._images = {}
 
     def table(self, title, reports):
         self.tables[title] = reports
@@ -83,7 +86,12 @@ class RunPage:
         ]
         if quantized:
             parts.append(_int8_section(quantized))
-        parts += [_curves_section(self.run_dir, quantized), _confusion_section(tables)]
+        images = {}
+        parts += [
+            _curves_section(self.run_dir, quantized, self._image(images)),
+            _confusion_section(tables, self._image(images)),
+        ]
+        self._images = images  # what this page shows; figures no longer shown are let go
         parts += [self._reproduce(), self._config()]
         body = "\n".join(p for p in parts if p)
         return (
@@ -91,6 +99,18 @@ class RunPage:
             f"<title>asc_keras run {_e(self.run_dir.name)}</title><style>{STYLE}</style>"
             f"</head><body>\n{body}\n</body></html>\n"
         )
+
+    def _image(self, drawn):
+        """A function (draw, *inputs) -> draw(*inputs), taken from the last rendering when
+        its inputs are the same; every image it returns is kept in `drawn`."""
+
+        def image(draw, *inputs):
+            key = (draw.__name__, json.dumps(inputs, sort_keys=True, default=_listed))
+            if key not in drawn:
+                drawn[key] = self._images[key] if key in self._images else draw(*inputs)
+            return drawn[key]
+
+        return image
 
     def _status(self, quantized):
         now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -210,13 +230,18 @@ def _int8_section(quantized):
     )
 
 
+def _listed(value):
+    """numpy values as JSON can hold them (for the figure cache's keys)."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
 def _history(path):
     with open(path, newline="") as file:
         rows = list(csv.DictReader(file))
     return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})}
 
 
-def _curves_section(run_dir, quantized):
+def _curves_section(run_dir, quantized, image):
     histories = {
         str(path.parent.relative_to(run_dir)): _history(path)
         for path in sorted(run_dir.glob("teachers/*/history.csv"))
@@ -225,7 +250,7 @@ def _curves_section(run_dir, quantized):
     }
     if quantized and quantized.get("qat_history"):
         histories["QAT (int8)"] = quantized["qat_history"]
-    images = [_curve_png(name, history) for name, history in histories.items() if history]
+    images = [image(_curve_png, name, history) for name, history in histories.items() if history]
     if not images:
         return ""
     return "<h2>Training curves</h2><div class='figures'>" + "".join(images) + "</div>"
@@ -270,14 +295,15 @@ def _curve_png(name, history):
     return _png(figure, f"training curves of {name}")
 
 
-def _confusion_section(tables):
+def _confusion_section(tables, image):
     images = []
     for title, reports in tables.items():
         if title.startswith("Teacher"):
             continue  # the students and the int8 models: what this run trains
         for name, report in reports.items():
             if "confusion" in report and name not in ("float Keras", "float TFLite"):
-                images.append(_confusion_png(name, report))  # (the float ones: the student's)
+                # (the float ones: the student's)
+                images.append(image(_confusion_png, name, report))
     if not images:
         return ""
     return (
