@@ -109,6 +109,30 @@ def run_tool(name, *args, check=True):
     return subprocess.run(command, env=env, capture_output=True, text=True, check=check)
 
 
+def call_tool(name, *args):
+    """What tools/NAME.py ARGS does, run in this process (`cli.run` of the tool's `main`, as its
+    script and console script run it): a CompletedProcess with its exit status, stdout and
+    stderr, without a new Python and TensorFlow start. test_console.py runs the scripts
+    themselves; training runs (train.py) keep their own processes."""
+    import contextlib
+    import importlib
+    import io
+
+    from asc_keras import cli
+
+    module = importlib.import_module(f"asc_keras.commands.{name.removesuffix('.py')}")
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.run(lambda: module.main(argv))
+        except SystemExit as done:
+            code = done.code or 0
+    return subprocess.CompletedProcess(
+        ["tools/" + name, *argv], code, out.getvalue(), err.getvalue()
+    )
+
+
 def train_command(config, out, *flags):
     """tools/train.py CONFIG --out OUT --quiet FLAGS, and its environment."""
     command, env = tool_command("train.py", config, "--out", out, "--quiet", *flags)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_tool
+from tests.helpers import call_tool, run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 INT8 = "quantized/model_int8.tflite"
@@ -179,7 +179,7 @@ def test_evaluate_refuses_a_config_with_another_class_count(tiny_recipe, tmp_pat
     config, run = tiny_recipe["config"], tiny_recipe["whole"]
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(config.read_text().replace("variant: sm1", "variant: sm1\n  num_classes: 5"))
-    refused = run_tool("evaluate.py", run / "quantized" / "model_int8.tflite", wrong, check=False)
+    refused = call_tool("evaluate", run / "quantized" / "model_int8.tflite", wrong)
     assert refused.returncode == 2
     assert "10 classes" in refused.stderr and "5 classes" in refused.stderr
 

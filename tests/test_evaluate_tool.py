@@ -1,26 +1,15 @@
 """tools/evaluate.py refuses a model file it cannot run or that does not fit the config,
 before reading any data."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import call_tool
 
 
 def run_evaluate(model, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("model:\n  variant: sm1\n")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "evaluate.py"), str(model), str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    return call_tool("evaluate", model, config)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import soundfile
 
 from asc_keras.data.tau22 import CLASSES
 from asc_keras.inference import device_of, get_model_for_device, load_model, windows_of
-from tests.helpers import ROOT
+from tests.helpers import ROOT, call_tool
 
 
 def test_windows_cover_the_clip_and_a_short_clip_is_padded():
@@ -83,6 +83,7 @@ def check_submission(path):
 
 
 def run_predict(*args):
+    """tools/predict.py ARGS in its own process, as a user runs it."""
     return subprocess.run(
         [sys.executable, str(ROOT / "tools" / "predict.py"), *map(str, args)],
         capture_output=True,
@@ -111,7 +112,8 @@ def test_predict_writes_a_dcase_submission_and_reports_unreadable_files(
     assert "cannot be decoded" in errors[0]["reason"]
 
     # A DCASE evaluation set by its list: names as listed, all readable, exit status 0.
-    listed = run_predict(
+    listed = call_tool(
+        "predict",
         run / "quantized" / "model_int8.tflite",
         inputs["eval"] / "evaluation_setup" / "fold1_test.csv",
         "-o",
@@ -127,12 +129,14 @@ def test_predict_writes_a_dcase_submission_and_reports_unreadable_files(
     # Clear errors: nothing to classify; a config whose front end the model does not take.
     empty = tmp_path / "empty"
     empty.mkdir()
-    nothing = run_predict(run / "student" / "last.keras", empty, "-o", tmp_path / "x.csv")
+    nothing = call_tool("predict", run / "student" / "last.keras", empty, "-o", tmp_path / "x.csv")
     assert nothing.returncode == 2 and "no audio files in" in nothing.stderr
     other = tmp_path / "other.yaml"
     other.write_text((run / "config.yaml").read_text().replace("n_mels: 128", "n_mels: 256"))
     model = run / "student" / "last.keras"
-    wrong = run_predict(model, inputs["folder"], "-o", tmp_path / "y.csv", "--config", other)
+    wrong = call_tool(
+        "predict", model, inputs["folder"], "-o", tmp_path / "y.csv", "--config", other
+    )
     assert wrong.returncode == 2 and "takes inputs (128, 50, 1)" in wrong.stderr
     assert "(256, 50, 1)" in wrong.stderr
 
@@ -182,7 +186,7 @@ def test_predict_gives_each_clip_the_class_evaluate_gives(
     assert evaluated.returncode == 0, evaluated.stderr
     expected = report["predicted"]
     listed = synthetic_root / "evaluation_setup" / "fold1_evaluate.csv"
-    done = run_predict(run / model, listed, "-o", tmp_path / "out.csv")
+    done = call_tool("predict", run / model, listed, "-o", tmp_path / "out.csv")
     assert done.returncode == 0, done.stderr
     got = {r["filename"]: r["scene_label"] for r in check_submission(tmp_path / "out.csv")}
     assert len(got) == len(expected) == 90 and got == expected
