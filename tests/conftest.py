@@ -51,6 +51,18 @@ if LoadScopeScheduling is not None:
         return GroupScheduling(config, log)
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test marked `backends(...)` is left out in the pytest run of any other backend."""
+    backend = keras.backend.backend()
+    kept, left_out = [], []
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        (left_out if marker and backend not in marker.args else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)

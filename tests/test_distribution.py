@@ -39,7 +39,8 @@ STRATEGIES = {"tensorflow": "mirrored", "jax": "data_parallel"}
 @pytest.fixture(scope="module")
 def two_device_runs(synthetic_root, tmp_path_factory):
     """backend -> (its output folder, its log): every two-device scenario of a backend, run
-    once in one process (tests/distributed_scenarios.py two-devices)."""
+    once in one process (tests/distributed_scenarios.py two-devices). Each backend's pytest
+    run (make test) runs its own backend's scenarios."""
     done = {}
 
     def run(backend):
@@ -100,8 +101,9 @@ def test_learning_rate_scaling_is_explicit():
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_two_devices_reach_the_single_device_loss_after_one_step(backend, two_device_runs):
+@pytest.mark.multi_backend
+@pytest.mark.backends(*STRATEGIES)
+def test_two_devices_reach_the_single_device_loss_after_one_step(two_device_runs):
     """The same global batch on two replicas and on one device gives the same update.
 
     Tolerances: the replicas sum their gradients and (synchronised) BatchNorm moments in
@@ -110,7 +112,7 @@ def test_two_devices_reach_the_single_device_loss_after_one_step(backend, two_de
     a gradient is ~0 (there the update itself is tiny). So the loss agrees to 1e-5
     relative and no weight differs by more than 1 % of one step (lr = 1e-3).
     """
-    out, _ = two_device_runs(backend)
+    out, _ = two_device_runs(keras.backend.backend())
     result = json.loads((out / "one-step.json").read_text())
     assert result["replicas"] == 2
     assert (
@@ -129,10 +131,12 @@ def load_weights(path):
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_recipe_trains_and_resumes_on_two_devices(backend, two_device_runs):
+@pytest.mark.multi_backend
+@pytest.mark.backends(*STRATEGIES)
+def test_recipe_trains_and_resumes_on_two_devices(two_device_runs):
     """train_classifier (pipeline shards, validation, checkpoints) under the strategy; a
     second run with more epochs resumes from the first one's checkpoint."""
+    backend = keras.backend.backend()
     out, log = two_device_runs(backend)
     stage = out / "stage"
     strategy = STRATEGIES[backend]
@@ -142,7 +146,7 @@ def test_recipe_trains_and_resumes_on_two_devices(backend, two_device_runs):
     assert "resuming stage from epoch 1" in second_log
     assert f"distribution {strategy}: 2 replicas" in second_log
     assert (stage / "checkpoints" / "epoch-0002.json").is_file()
-    # The saved model is a plain one: it loads on this (TensorFlow) process.
+    # The saved model is a plain one: it loads without the strategy.
     model = keras.saving.load_model(stage / "last.keras")
     assert not any(getattr(layer, "synchronized", False) for layer in model._flatten_layers())
     _, replicas, weights = load_weights(out / "second-0.npz")
