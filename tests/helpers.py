@@ -206,13 +206,15 @@ def kill_at(config, run_dir, marker, resume=True, poll=0.05):
 
 
 KILLED_STAGES = ("teachers/teacher-0", "student", "student-no-teacher")
-# Where each training stage is killed, in turn: after its first epoch's checkpoint (or,
-# for the student, while its best.keras is being written, before that checkpoint), then
-# after its LAST epoch's checkpoint, before last.keras exists (the tiny run has 4 epochs).
+# Where each training stage is killed, in turn. Every kind of stage is killed once in the
+# middle and once after its LAST epoch's checkpoint, before last.keras exists (the tiny run
+# has 4 epochs): a classifier trained on labels (the teacher and the labels-only student
+# share that code) after the teacher's first epoch and the labels-only student's last; the
+# distilled student while its best.keras is being written, then after its last epoch.
 KILL_POINTS = {
-    "teachers/teacher-0": ("checkpoints/epoch-0001.json", "checkpoints/epoch-0004.json"),
+    "teachers/teacher-0": ("checkpoints/epoch-0001.json",),
     "student": (".tmp-*-best.keras", "checkpoints/epoch-0004.json"),
-    "student-no-teacher": ("checkpoints/epoch-0001.json", "checkpoints/epoch-0004.json"),
+    "student-no-teacher": ("checkpoints/epoch-0004.json",),
 }
 # The device model of the tiny recipe (2 epochs), after the general student's QAT: killed
 # after its last epoch's checkpoint (before last.keras), then in its QAT.

@@ -1,8 +1,9 @@
-"""Faults done for real: kill -9 after the first and after the last epoch's checkpoint of
-every training stage (teacher, distilled student, labels-only student, the QAT child; the
-device model after its last, and its QAT), and while a .keras file is being written, each
-time --resume, against the uninterrupted run of `tiny_recipe` (conftest.py); and two runs on
-one folder at once."""
+"""Faults done for real: kill -9 in the middle and after the last epoch's checkpoint of every
+kind of training stage (the teacher's first epoch and the labels-only student's last, the
+distilled student while a .keras file is being written and after its last epoch, the QAT
+child after each phase; the device model after its last epoch, and its QAT), each time
+--resume, against the uninterrupted run of `tiny_recipe` (conftest.py); and two runs on one
+folder at once."""
 
 import json
 
