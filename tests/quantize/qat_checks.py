@@ -1,9 +1,11 @@
-"""The QAT checks of tests/quantize/test_qat.py, each run in its own process
-(`python -m tests.quantize.qat_checks NAME [ARG]`): tfmot switches its process to legacy
-Keras, as in the quantization stage. Each prints its results as JSON (or lines) on stdout."""
+"""The QAT checks of tests/quantize/test_qat.py, run together in a process of their own
+(`python -m tests.quantize.qat_checks FOLDER`): tfmot switches its process to legacy Keras,
+as in the quantization stage. Each check returns its results; the process prints them, by
+check, as one JSON object on its last line. FOLDER takes the checkpoint check's files."""
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -62,38 +64,32 @@ def calibration():
     sm2_qat.compile(tf_keras.optimizers.SGD(1e-3), loss="mse")
     sm2_qat.fit(batches[0], np.zeros((8, 10), np.float32), epochs=1, verbose=0)
     scales = {d["name"]: d["quantization"][0] for d in interpreter(int8).get_tensor_details()}
-    print(
-        json.dumps(
-            {
-                "inner_ranges": inner_ranges,
-                "min_max_ranges": ranges_of(min_max),
-                "trained_ranges": ranges_of(sm2_qat),
-                "outlier_ranges": list(qat.OUTLIER_RANGES),
-                "epsilon": norm.epsilon,
-                "inner_tensors": list(norm.inner_tensors),
-                # int8 scales of (x - mean), its square, its product with rsqrt, and lambda * x.
-                "inner_scales": {
-                    name: next(
-                        v for k, v in scales.items() if k.endswith("quant_stem_norm/" + name)
-                    )
-                    for name in ("centered", "squared", "variance", "normalized", "scaled")
-                },
-                "tflite_params": count_tflite(int8)["params"],
-                "ops": sorted({name for name, _, _ in op_table(int8)}),
-                "folded_params": folded_param_count(count_model(sm2)),
-                "input_range": [low, high],
-                "observed": [
-                    float(min(b.min() for b in batches)),
-                    float(max(b.max() for b in batches)),
-                ],
-                "bn_unchanged": all(np.array_equal(a, b) for a, b in zip(stats, after)),
-                "bn_layers": len(stats) // 2,
-                "error_fresh": simulated_error(fresh),
-                "error_calibrated": simulated_error(calibrated),
-                "logit_scale": float(np.abs(reference).max()),
-            }
-        )
-    )
+    return {
+        "inner_ranges": inner_ranges,
+        "min_max_ranges": ranges_of(min_max),
+        "trained_ranges": ranges_of(sm2_qat),
+        "outlier_ranges": list(qat.OUTLIER_RANGES),
+        "epsilon": norm.epsilon,
+        "inner_tensors": list(norm.inner_tensors),
+        # int8 scales of (x - mean), its square, its product with rsqrt, and lambda * x.
+        "inner_scales": {
+            name: next(v for k, v in scales.items() if k.endswith("quant_stem_norm/" + name))
+            for name in ("centered", "squared", "variance", "normalized", "scaled")
+        },
+        "tflite_params": count_tflite(int8)["params"],
+        "ops": sorted({name for name, _, _ in op_table(int8)}),
+        "folded_params": folded_param_count(count_model(sm2)),
+        "input_range": [low, high],
+        "observed": [
+            float(min(b.min() for b in batches)),
+            float(max(b.max() for b in batches)),
+        ],
+        "bn_unchanged": all(np.array_equal(a, b) for a, b in zip(stats, after)),
+        "bn_layers": len(stats) // 2,
+        "error_fresh": simulated_error(fresh),
+        "error_calibrated": simulated_error(calibrated),
+        "logit_scale": float(np.abs(reference).max()),
+    }
 
 
 def loss():
@@ -119,19 +115,15 @@ def loss():
     train_step = model.train_step
     model.train_step = lambda data: traces.append(1) or train_step(data)
     history = model.fit(rng.normal(size=(8, 4)), packed, epochs=2, verbose=0).history
-    print(
-        json.dumps(
-            {
-                "kd": kd.tolist(),
-                "hard": hard.tolist(),
-                "loss": history["loss"],
-                "traces": len(traces),
-                "labels": labels.tolist(),
-                "teacher": teacher.tolist(),
-                "student": student.tolist(),
-            }
-        )
-    )
+    return {
+        "kd": kd.tolist(),
+        "hard": hard.tolist(),
+        "loss": history["loss"],
+        "traces": len(traces),
+        "labels": labels.tolist(),
+        "teacher": teacher.tolist(),
+        "student": student.tolist(),
+    }
 
 
 def checkpoint(folder):
@@ -156,11 +148,16 @@ def checkpoint(folder):
             return str(error)
 
     restored("residual", save=True)
-    print(restored("residual"))  # the same graph: resumes after epoch 1
-    print(restored("batch"))  # another graph in the same folder
+    # The same graph resumes after epoch 1; another graph in the same folder is refused.
+    return {"same graph": restored("residual"), "another graph": restored("batch")}
 
-
-CHECKS = {"calibration": calibration, "loss": loss, "checkpoint": checkpoint}
 
 if __name__ == "__main__":
-    CHECKS[sys.argv[1]](*sys.argv[2:])
+    folder = Path(sys.argv[1])
+    # calibration first: it finds tensors by the layer names of the first models built.
+    results = {
+        "calibration": calibration(),
+        "loss": loss(),
+        "checkpoint": checkpoint(folder / "quantized" / "qat-checkpoints" / "free"),
+    }
+    print(json.dumps(results))

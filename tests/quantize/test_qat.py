@@ -1,5 +1,5 @@
-"""QAT calibration. tfmot switches its process to legacy Keras, so the check runs in a
-subprocess (as the quantization stage does)."""
+"""QAT calibration, loss and checkpoints. tfmot switches its process to legacy Keras, so the
+checks run in a subprocess (as the quantization stage does), all in one."""
 
 import json
 import os
@@ -7,20 +7,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_check(name, *args):
-    """tests/quantize/qat_checks.py NAME in its own process (tfmot: legacy Keras)."""
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    """tests/quantize/qat_checks.py in its own process (tfmot: legacy Keras): the results of
+    every check, and the folder the checkpoint check wrote in."""
+    folder = tmp_path_factory.mktemp("qat-checks")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "tests.quantize.qat_checks", name, *map(str, args)]
+    command = [sys.executable, "-m", "tests.quantize.qat_checks", str(folder)]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip().splitlines()
+    return json.loads(done.stdout.strip().splitlines()[-1]), folder
 
 
-def test_calibration_sets_min_max_ranges_and_batchnorms_fold():
-    result = json.loads(run_check("calibration")[-1])
+def test_calibration_sets_min_max_ranges_and_batchnorms_fold(checks):
+    result = checks[0]["calibration"]
     # The input quantizer spans exactly what it saw (tfmot would start at [-6, 6]).
     assert abs(result["input_range"][0] - result["observed"][0]) < 1e-5
     assert abs(result["input_range"][1] - result["observed"][1]) < 1e-5
@@ -64,10 +69,10 @@ def test_calibration_sets_min_max_ranges_and_batchnorms_fold():
     )
 
 
-def test_qat_fine_tunes_on_the_distillers_eq5_loss():
+def test_qat_fine_tunes_on_the_distillers_eq5_loss(checks):
     import numpy as np
 
-    out = json.loads(run_check("loss")[-1])
+    out = checks[0]["loss"]
     labels, teacher, student = (np.array(out[k]) for k in ("labels", "teacher", "student"))
 
     def log_softmax(x):
@@ -83,9 +88,10 @@ def test_qat_fine_tunes_on_the_distillers_eq5_loss():
     assert out["traces"] == 1
 
 
-def test_a_qat_checkpoint_of_another_graph_is_a_clear_error(tmp_path):
-    folder = tmp_path / "quantized" / "qat-checkpoints" / "free"
-    same, message = run_check("checkpoint", folder)[-2:]
-    assert same == "1"
+def test_a_qat_checkpoint_of_another_graph_is_a_clear_error(checks):
+    result, run = checks
+    folder = run / "quantized" / "qat-checkpoints" / "free"
+    assert result["checkpoint"]["same graph"] == 1
+    message = result["checkpoint"]["another graph"]
     assert message.startswith(f"{folder / 'ckpt-1'}: a QAT checkpoint of another graph")
-    assert f"delete {tmp_path / 'quantized'} and rerun with --resume" in message
+    assert f"delete {run / 'quantized'} and rerun with --resume" in message
