@@ -18,8 +18,8 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from tests.helpers import (  # noqa: E402
+    call_tool,
     kill_every_stage_then_resume,
-    run_tool,
     train_command,
     wait_for,
 )
@@ -186,8 +186,8 @@ def tiny_recipe(synthetic_root, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_evaluated(tiny_recipe, tmp_path_factory):
-    """tools/evaluate.py on a model of the tiny recipe run (a path in its folder), with the
-    run's config, run once per model and kernel set: returns a function
+    """tools/evaluate.py (in this process) on a model of the tiny recipe run (a path in its
+    folder), with the run's config, run once per model and kernel set: returns a function
     (model, reference=False) -> (its completed process, its report)."""
     done = {}
 
@@ -196,7 +196,8 @@ def tiny_evaluated(tiny_recipe, tmp_path_factory):
             out = tmp_path_factory.mktemp("evaluated")
             flags = ["--reference-kernels"] if reference else []
             model_path = tiny_recipe["whole"] / model
-            ran = run_tool("evaluate.py", model_path, tiny_recipe["config"], "--out", out, *flags)
+            ran = call_tool("evaluate", model_path, tiny_recipe["config"], "--out", out, *flags)
+            assert ran.returncode == 0, ran.stderr[-3000:]
             [report] = out.glob("*_evaluate*.json")
             done[model, reference] = ran, json.loads(report.read_text())
         return done[model, reference]
