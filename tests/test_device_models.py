@@ -14,7 +14,7 @@ from asc_keras.config import ConfigError, config_from_dict, save_config
 from asc_keras.device_models import check_device_clips
 from asc_keras.errors import UserError
 from asc_keras.inference import system_paths
-from tests.helpers import error_line, run_tool
+from tests.helpers import call_tool, error_line
 
 
 def _summary(run):
@@ -129,7 +129,7 @@ def test_a_run_folder_without_a_device_models_int8_file_names_it(tmp_path, synth
         f"not finished those stages (rerun it with --resume) or does not quantize (pass --float)"
     )
     listing = synthetic_root / "evaluation_setup" / "fold1_evaluate.csv"
-    done = run_tool("predict.py", tmp_path, listing, "-o", tmp_path / "out.csv", check=False)
+    done = call_tool("predict", tmp_path, listing, "-o", tmp_path / "out.csv")
     assert done.returncode == 2
     assert error_line(done) == f"error: {error.value}"
 
@@ -152,6 +152,7 @@ def test_the_package_installs_alone_and_classifies_as_predict_does(
     assert package.main([str(a) for a in arguments]) == 0  # the tool, in-process
     printed = capsys.readouterr().out
     assert f"system 2: 90 evaluation clips classified, wrote {out}/{name}_2.output.csv" in printed
+    check_meta_file(out / f"{name}_2.meta.yaml", run, printed)
     project = out / name
     dependencies = re.search(r"dependencies = (\[.*\])", (project / "pyproject.toml").read_text())
     assert [re.split("[<>=]", d)[0] for d in json.loads(dependencies.group(1))] == [
@@ -198,6 +199,58 @@ print(json.dumps({{"classes": [classes[int(x.argmax())] for x in logits], "loade
     assert found["classes"] == expected
 
 
+# The blocks and fields DCASE Task 1 meta files have carried since 2020 (the challenge's
+# submission validator), and those asc_keras adds for device models and distillation.
+META_FIELDS = {
+    "submission": ["label", "name", "abbreviation", "authors"],
+    "system": ["description", "complexity", "external_datasets", "source_code"],
+    "system.description": [
+        "input_sampling_rate", "acoustic_features", "embeddings", "data_augmentation",
+        "machine_learning_method", "ensemble_method_subsystem_count", "decision_making",
+        "external_data_usage", "complexity_management", "knowledge_distillation",
+        "device_specific_models", "training_split",
+    ],
+    "system.complexity": ["total_parameters", "total_model_size", "macs_per_model", "models"],
+    "results.development_dataset": ["overall", "class_wise", "device_wise"],
+}  # fmt: skip
+
+
+def check_meta_file(path, run, printed):
+    import yaml
+
+    meta = yaml.safe_load(path.read_text())
+    for block, fields in META_FIELDS.items():
+        found = meta
+        for key in block.split("."):
+            found = found[key]
+        assert set(fields) <= set(found), (block, set(fields) - set(found))
+    author = meta["submission"]["authors"][0]
+    assert set(author) >= {"lastname", "firstname", "email", "affiliation", "corresponding"}
+    assert meta["submission"]["label"] == "Tester_ASC_task1_2" and author["lastname"] == "Tester"
+    assert meta["system"]["description"]["input_sampling_rate"] == "32kHz"
+    assert "128 bins" in meta["system"]["description"]["acoustic_features"]
+    models = meta["system"]["complexity"]["models"]
+    assert sorted(models) == ["b", "general"]
+    assert (
+        models["b"]["parameter_bytes"]
+        == count_tflite((run / "device-models/b/quantized/model_int8.tflite").read_bytes())[
+            "param_bytes"
+        ]
+    )
+    # The development results are the system's int8 ones, which the run reported per device.
+    results = meta["results"]["development_dataset"]
+    system = _summary(run)["device_models"]["accuracy"]["with device models, int8"]
+    assert {d: r["accuracy"] for d, r in results["device_wise"].items()} == pytest.approx(
+        {d: 100 * a for d, a in system["devices"].items()}, abs=0.006
+    )
+    class_wise = [r["accuracy"] for r in results["class_wise"].values()]
+    assert len(class_wise) == 10
+    assert results["overall"]["accuracy"] == pytest.approx(np.mean(class_wise), abs=0.006)
+    left = printed.split("fill in: ", 1)[1].splitlines()[0].split(", ")
+    assert "submission.authors.0.email" in left and "system.source_code" in left
+    assert "submission.label" not in left
+
+
 def test_bad_package_requests_are_one_line_and_write_nothing(tmp_path, monkeypatch):
     from asc_keras.submission.package import check_request
 
@@ -212,10 +265,9 @@ def test_bad_package_requests_are_one_line_and_write_nothing(tmp_path, monkeypat
             check_request(runs, name, index, "int8")
         assert str(error.value).startswith(expected)
     # The tool checks the request before it writes anything, and says so in one line.
-    done = run_tool(
-        "package.py", *runs, "-o", tmp_path / "out", "--name", name, "--index", str(index),
-        check=False,
-    )  # fmt: skip
+    done = call_tool(
+        "package", *runs, "-o", tmp_path / "out", "--name", name, "--index", str(index)
+    )
     assert done.returncode == 2 and error_line(done) == f"error: {error.value}"
     assert not (tmp_path / "out").exists()
 
@@ -234,6 +286,8 @@ def test_package_refuses_models_over_the_limits_and_mixed_class_orders(
     with pytest.raises(UserError, match=f"^{run}: model general is over the DCASE 2025 limits: "):
         package.check_request([run], "Schmid_CPJKU_task1", 1, "int8")
     monkeypatch.undo()
+    with pytest.raises(UserError, match=f"^{run}: the meta file's development results need its"):
+        package.check_request([run], "Schmid_CPJKU_task1", 1, "int8", tmp_path / "no-dataset")
     other = tmp_path / "other"
     shutil.copytree(run, other, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
     text = (other / "config.yaml").read_text()

@@ -8,6 +8,7 @@
         NAME/NAME_K.py               system K: load_model, load_inputs, get_model_for_device,
                                      predict (the challenge's inference API)
         NAME/resources/system_K/     system.json, frontend.tflite, general.tflite, DEVICE.tflite
+    OUT/NAME_K.meta.yaml             system K's meta information (asc_keras.submission.meta)
     OUT/NAME_K.output.csv            with an evaluation set: the DCASE output of system K
 
 One run folder is one system (its general model and its device models); up to four systems,
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from asc_keras.complexity import RULES, system_complexity
 from asc_keras.config import load_config
-from asc_keras.data.tau22 import CLASSES
+from asc_keras.data.tau22 import CLASSES, resolve_data_root
 from asc_keras.errors import UserError
 from asc_keras.inference import GENERAL, system_front_end, system_paths
 from asc_keras.run_folder import quantized_folder
@@ -102,12 +103,14 @@ class Packaged:
     index: int
     models: dict  # device (or "general") -> model file
     config: object
+    data_root: Path  # the development dataset: its evaluation split gives the meta file's results
 
 
-def check_request(runs, name, index, kind):
+def check_request(runs, name, index, kind, data_root=None):
     """The systems to package, each run checked; a `UserError` (one line) before anything is
     written: a name not in the challenge's form, an index out of 1..4, a run without the
-    models asked for, a model over the DCASE 2025 limits, runs with different class orders."""
+    models asked for, a model over the DCASE 2025 limits, runs with different class orders,
+    no development dataset (`data_root`, else the run's data.root)."""
     if not NAME.fullmatch(name):
         raise UserError(
             f"--name {name!r}: expected the challenge's label, [Last name]_[Institute "
@@ -138,7 +141,14 @@ def check_request(runs, name, index, kind):
                 )
         config = load_config(run / "config.yaml")
         orders[run] = CLASSES[: config.model.num_classes]
-        systems.append(Packaged(run, index + offset, paths, config))
+        try:
+            root = resolve_data_root(config, data_root)
+        except UserError as error:
+            raise UserError(
+                f"{run}: the meta file's development results need its dataset (--data-root): "
+                f"{error}"
+            ) from None
+        systems.append(Packaged(run, index + offset, paths, config, root))
     if len(set(orders.values())) > 1:
         listed = "; ".join(f"{run}: {list(order)}" for run, order in orders.items())
         raise UserError(f"the runs give different class orders: {listed}")
