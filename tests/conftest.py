@@ -26,14 +26,18 @@ from tests.helpers import (  # noqa: E402
 
 # `make test` runs two pytest-xdist workers. Tests that share the one tiny recipe run go to
 # one worker (else each worker would train it), and so do the multi-process distribution
-# tests (they would compete for the same cores and ports); every other test is dealt out
-# one at a time.
+# tests (they would compete for the same cores and ports) and the tests of each module whose
+# module-scoped fixture starts processes (else each worker would start them); every other
+# test is dealt out one at a time.
 WORKER_GROUPS = {
     "test_end_to_end.py": "tiny_recipe",
     "test_fault_injection.py": "tiny_recipe",
     "test_predict.py": "tiny_recipe",
     "test_device_models.py": "tiny_recipe",
     "test_distribution.py": "distribution",
+    "test_qat.py": "qat_checks",
+    "test_cross_backend.py": "cross_backend",
+    "test_mcu.py": "mcu",
 }
 
 try:
