@@ -1,7 +1,8 @@
 """The same weights give the same logits on the TensorFlow, JAX and PyTorch backends: the
 students of both norms from their weights, and a saved waveform model (front end included)
-loaded from its `.keras` file. Each backend computes every case in one process
-(tests/models/backend_logits.py)."""
+loaded from its `.keras` file. Each other backend computes every case in one process of its
+own (tests/models/backend_logits.py); this process's backend computes them here, from the
+same files."""
 
 import json
 import os
@@ -16,6 +17,7 @@ from asc_keras import ds_flexinet, with_frontend
 from asc_keras.audio import LogMel
 from asc_keras.config import FrontEndConfig
 from tests.helpers import ROOT
+from tests.models import backend_logits
 
 BACKENDS = ("tensorflow", "jax", "torch")
 STUDENTS = [("sm2", "residual"), ("sm1", "batch")]
@@ -56,6 +58,10 @@ def logits(tmp_path_factory):
     cases["waveform"] = waveform_case(folder, np.random.default_rng(3))
     results = {name: {"expected": expected} for name, (_, expected) in cases.items()}
     for backend in BACKENDS:
+        if backend == keras.backend.backend():  # this process: from the saved files too
+            for name, (case, _) in cases.items():
+                results[name][backend] = backend_logits.logits(case)
+            continue
         run = folder / backend
         run.mkdir()
         jobs = [{**case, "out": str(run / f"{name}.npy")} for name, (case, _) in cases.items()]
