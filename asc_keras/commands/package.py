@@ -63,7 +63,6 @@ def meta_file(system, label, kind, out_file):
     """OUT/LABEL.meta.yaml of system `system`: its development results from its evaluation
     split (classified through the packaged models), complexity and description. Returns
     (the overall development results, the placeholders left for the author)."""
-    from asc_keras.complexity import system_complexity
     from asc_keras.data.tau22 import read_split
     from asc_keras.run_folder import quantized_folder
     from asc_keras.submission.meta import (
@@ -83,10 +82,11 @@ def meta_file(system, label, kind, out_file):
         [r.device for r in records],
         classes,
     )
-    complexity = system_complexity(system.run, kind)
     general = json.loads((quantized_folder(system.run) / "summary.json").read_text())
     distilled = general["student"] == "student"  # (else student-no-teacher: labels alone)
-    meta = meta_information(config, label, system.models, complexity, results, kind, distilled)
+    meta = meta_information(
+        config, label, system.models, system.complexity, results, kind, distilled
+    )
     write_meta(out_file, meta, system.run.resolve())
     return results["overall"], placeholders(meta)
 

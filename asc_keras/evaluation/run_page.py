@@ -87,9 +87,10 @@ class RunPage:
         if quantized:
             parts.append(_int8_section(quantized))
         images = {}
+        image = self._image(images)
         parts += [
-            _curves_section(self.run_dir, quantized, self._image(images)),
-            _confusion_section(tables, self._image(images)),
+            _curves_section(self.run_dir, quantized, image),
+            _confusion_section(tables, image),
         ]
         self._images = images  # what this page shows; figures no longer shown are let go
         parts += [self._reproduce(), self._config()]

@@ -104,6 +104,7 @@ class Packaged:
     models: dict  # device (or "general") -> model file
     config: object
     data_root: Path  # the development dataset: its evaluation split gives the meta file's results
+    complexity: list  # system_complexity's rows (DCASE 2025 rules), one per model
 
 
 def check_request(runs, name, index, kind, data_root=None):
@@ -133,7 +134,8 @@ def check_request(runs, name, index, kind, data_root=None):
             missing = [str(p) for p in paths.values() if not p.is_file()]
             if missing:
                 raise UserError(f"{run}: no float TFLite model {missing[0]} (the QAT stage)")
-        for row in system_complexity(run, kind, RULES["dcase2025"]):
+        complexity = system_complexity(run, kind, RULES["dcase2025"])
+        for row in complexity:
             if not row["within_limits"]:
                 raise UserError(
                     f"{run}: model {row['model']} is over the DCASE 2025 limits: "
@@ -148,7 +150,7 @@ def check_request(runs, name, index, kind, data_root=None):
                 f"{run}: the meta file's development results need its dataset (--data-root): "
                 f"{error}"
             ) from None
-        systems.append(Packaged(run, index + offset, paths, config, root))
+        systems.append(Packaged(run, index + offset, paths, config, root, complexity))
     if len(set(orders.values())) > 1:
         listed = "; ".join(f"{run}: {list(order)}" for run, order in orders.items())
         raise UserError(f"the runs give different class orders: {listed}")
