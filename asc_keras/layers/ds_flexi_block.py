@@ -1,5 +1,7 @@
 import keras
 
+from asc_keras.layers.fast_paths import apply_batch_norm, apply_convolution
+
 # PyTorch's BatchNorm2d defaults (momentum 0.1 there is 0.9 here), as in the paper's code base.
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
@@ -95,12 +97,17 @@ class DSFlexiBlock(keras.layers.Layer):
         """The two branches whose outputs are added, each a list of layers applied in order."""
         return [self.residual_path, self.shortcut_path]
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         branches = []
         for path in self.sequential_paths():
             x = inputs
             for layer in path:
-                x = layer(x)  # Keras passes `training` on to the BatchNorms
+                if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
+                    x = apply_convolution(layer, x)
+                elif isinstance(layer, keras.layers.BatchNormalization):
+                    x = apply_batch_norm(layer, x, training)
+                else:
+                    x = layer(x)
             branches.append(x)
         return branches[0] + branches[1]
 

@@ -5,6 +5,7 @@ import keras
 
 from asc_keras.layers import DSFlexiBlock, ResidualNorm
 from asc_keras.layers.ds_flexi_block import batch_norm
+from asc_keras.layers.fast_paths import use_backend_convolution
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,9 +128,10 @@ def ds_flexinet(
     inputs = keras.Input(input_shape, name="log_mel")
     x = inputs
     for i, filters in enumerate(config.stem):
-        x = keras.layers.Conv2D(
+        stem_conv = keras.layers.Conv2D(
             filters, 3, strides=2, padding="same", use_bias=False, name=f"stem_conv{i + 1}"
-        )(x)
+        )
+        x = use_backend_convolution(stem_conv)(x)
         x = batch_norm(f"stem_bn{i + 1}")(x)
         x = keras.layers.ReLU(name=f"stem_relu{i + 1}")(x)
     stage_norm = _stage_norm(norm, rn_axis, "stem_norm")
