@@ -5,7 +5,8 @@
         [--deterministic]
 
 Each backend runs in its own process (the backend is fixed at the first `import keras`); the
-PyTorch reference is tools/torch_reference.py (same layers, parameters and MACs). A sample is
+PyTorch references are tools/torch_reference.py (same layers, parameters and MACs), eager and
+under `torch.compile` (its default mode). A sample is
 one 256 x 64 log-mel clip through a full training step: forward, loss, backward, optimiser.
 Warm-up steps are excluded; the figure is the median of the timed repetitions.
 `--deterministic` also times every Keras backend with training.deterministic's kernels
@@ -23,6 +24,10 @@ from pathlib import Path
 os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs
 
 WORKER_STEPS = 5
+REFERENCES = {
+    "torch-reference": "PyTorch eager reference",
+    "torch-compile": "PyTorch torch.compile",
+}
 
 
 def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto", deterministic=False):
@@ -30,14 +35,16 @@ def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto", det
 
     x = np.random.default_rng(0).normal(size=(batch, 256, 64, 1)).astype(np.float32)
     y = np.arange(batch) % 10
-    if kind == "torch-reference":
+    if kind in REFERENCES:
         import torch
 
         sys.path.insert(0, str(Path(__file__).parent))
         from torch_reference import ds_flexinet_torch
 
         torch.set_num_threads(threads)
-        model = ds_flexinet_torch(variant)
+        model = ds_flexinet_torch(variant, norm=norm)
+        if kind == "torch-compile":
+            model = torch.compile(model)
         optimizer = torch.optim.Adam(model.parameters(), 1e-3)
         inputs = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
         labels = torch.from_numpy(y)
@@ -78,7 +85,7 @@ def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto", det
 
 def thread_environment(kind, threads):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": str(threads)}
-    if kind != "torch-reference":
+    if kind not in REFERENCES:
         env["KERAS_BACKEND"] = kind
         env["TF_NUM_INTRAOP_THREADS"] = str(threads)
         env["TF_NUM_INTEROP_THREADS"] = "1"
@@ -124,7 +131,7 @@ def main(argv=None):
     from asc_keras.utils import format_table
 
     results = {}
-    kinds = ["torch-reference"]
+    kinds = list(REFERENCES)
     for backend in args.backends:
         kinds += [backend, f"{backend}:deterministic"] if args.deterministic else [backend]
     for kind in kinds:
@@ -155,23 +162,24 @@ def main(argv=None):
         if done.returncode != 0:
             raise RuntimeError(f"{kind} benchmark failed:\n{done.stderr[-2000:]}")
         results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
-    reference = results["torch-reference"]
+    eager, compiled = results["torch-reference"], results["torch-compile"]
     rows = []
     for kind, rate in results.items():
         backend, _, mode = kind.partition(":")
-        name = "PyTorch eager reference" if kind == "torch-reference" else f"Keras/{backend}"
+        name = REFERENCES.get(kind, f"Keras/{backend}")
         cost = f"{100 * (1 - rate / results[backend]):.1f} %" if mode else "-"
         rows.append(
             [
                 f"{name}{', deterministic' if mode else ''}",
                 f"{rate:.0f}",
-                f"{rate / reference:.2f}x",
+                f"{rate / eager:.2f}x",
+                f"{rate / compiled:.2f}x",
                 cost,
             ]
         )
     print(
         format_table(
-            ["backend", "samples/s", "vs PyTorch", "determinism costs"],
+            ["backend", "samples/s", "vs PyTorch", "vs torch.compile", "determinism costs"],
             rows,
             title=f"training step, {args.variant} ({args.norm} norm, jit_compile {args.jit}), "
             f"batch {args.batch}, {args.threads} threads",

@@ -48,19 +48,25 @@ class Block(nn.Module):
         return self.residual(x) + self.shortcut(x)
 
 
-def ds_flexinet_torch(variant="sm2", num_classes=10):
+def stage_norm(norm, channels):
+    return {"residual": ResidualNorm, "batch": lambda: nn.BatchNorm2d(channels)}.get(
+        norm, nn.Identity
+    )()
+
+
+def ds_flexinet_torch(variant="sm2", num_classes=10, norm="residual"):
     config = resolve_variant(variant)
     layers, cin = [], 1
     for cout in config.stem:
         layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
         cin = cout
-    layers.append(ResidualNorm())
+    layers.append(stage_norm(norm, cin))
     for stage in config.stages:
         for block in range(stage.blocks):
             layers.append(
                 Block(cin, stage.filters, config.expansion, stage.strides if block == 0 else 1)
             )
             cin = stage.filters
-        layers.append(ResidualNorm())
+        layers.append(stage_norm(norm, cin))
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
