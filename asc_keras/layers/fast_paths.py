@@ -7,7 +7,8 @@ how a training step computes them does, to the same results:
   convolution kernel gradients are slow).
 - TensorFlow: batch norm in training through TensorFlow's fused kernel (Keras computes it as
   a dozen separate elementwise ops and reductions, forward and backward).
-- PyTorch: the layers' own ops.
+- PyTorch: convolutions and batch norm in training through `asc_keras.layers.torch_ops`
+  (PyTorch's kernels on channels-last memory, no layout copies; fused batch norm).
 """
 
 import contextlib
@@ -32,22 +33,28 @@ def disabled():
 def backend_convolution(layer):
     """A function (inputs, kernel) -> outputs computing the layer's convolution (no bias, no
     activation) faster than its own op on this backend, or None where its own op is fastest."""
-    if not _enabled or keras.backend.backend() != "jax" or layer.data_format != "channels_last":
+    backend = keras.backend.backend()
+    if not _enabled or backend == "tensorflow" or layer.data_format != "channels_last":
         return None
     if tuple(layer.dilation_rate) != (1, 1):
         return None
-    from asc_keras.layers import jax_conv
-
     strides = tuple(layer.strides)
     pointwise = tuple(layer.kernel_size) == (1, 1) and strides == (1, 1)
     if layer.padding != "same" and not pointwise:  # a 1x1 kernel pads nothing
         return None
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        if layer.depth_multiplier != 1:
-            return None
-        return lambda inputs, kernel: jax_conv.depthwise_conv2d(inputs, kernel, strides)
-    if not isinstance(layer, keras.layers.Conv2D) or layer.groups != 1:
+    depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+    if depthwise and layer.depth_multiplier != 1:
         return None
+    if not depthwise and (not isinstance(layer, keras.layers.Conv2D) or layer.groups != 1):
+        return None
+    if backend == "torch":
+        from asc_keras.layers import torch_ops
+
+        return lambda inputs, kernel: torch_ops.conv2d(inputs, kernel, strides, depthwise)
+    from asc_keras.layers import jax_conv
+
+    if depthwise:
+        return lambda inputs, kernel: jax_conv.depthwise_conv2d(inputs, kernel, strides)
     if pointwise:
         return jax_conv.pointwise_conv2d
     return lambda inputs, kernel: jax_conv.conv2d(inputs, kernel, strides)
@@ -77,12 +84,31 @@ def use_backend_convolution(layer):
     return layer
 
 
-def apply_batch_norm(layer, inputs, training=None):
-    """layer(inputs, training=training) for a BatchNormalization layer, through TensorFlow's
-    fused kernel when training on TensorFlow (same statistics, same moving-average updates)."""
-    fused = (
+def _tensorflow_batch_norm(x, gamma, beta, epsilon):
+    import tensorflow as tf
+
+    empty = tf.constant([], tf.float32)
+    outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=x,
+        scale=gamma,
+        offset=beta,
+        mean=empty,
+        variance=empty,
+        epsilon=epsilon,
+        data_format="NHWC",
+        is_training=True,
+    )
+    # The kernel's variance is Bessel-corrected; Keras' moving variance averages the biased one.
+    count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+    return outputs, mean, variance * (count - 1.0) / count
+
+
+def _fused_batch_norm(layer, inputs, training):
+    """This backend's fused training-mode batch norm for the layer and inputs, or None."""
+    backend = keras.backend.backend()
+    if not (
         _enabled
-        and keras.backend.backend() == "tensorflow"
+        and backend in ("tensorflow", "torch")
         and training is True
         and layer.trainable
         and not layer.renorm
@@ -91,26 +117,24 @@ def apply_batch_norm(layer, inputs, training=None):
         and layer.center
         and len(inputs.shape) == 4
         and layer.axis in (-1, 3)
-        and inputs.dtype == "float32"
-    )
-    if not fused:
-        return layer(inputs, training=training)
-    import tensorflow as tf
+        and keras.backend.standardize_dtype(inputs.dtype) == "float32"
+    ):
+        return None
+    if backend == "torch":
+        from asc_keras.layers import torch_ops
 
-    empty = tf.constant([], tf.float32)
-    outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-        x=inputs,
-        scale=layer.gamma,
-        offset=layer.beta,
-        mean=empty,
-        variance=empty,
-        epsilon=layer.epsilon,
-        data_format="NHWC",
-        is_training=True,
-    )
-    # The kernel's variance is Bessel-corrected; Keras' moving variance averages the biased one.
-    count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
-    variance = variance * (count - 1.0) / count
+        return torch_ops.batch_norm
+    return _tensorflow_batch_norm
+
+
+def apply_batch_norm(layer, inputs, training=None):
+    """layer(inputs, training=training) for a BatchNormalization layer, through the backend's
+    fused kernel when training on TensorFlow or PyTorch (same statistics, same moving-average
+    updates)."""
+    batch_norm = _fused_batch_norm(layer, inputs, training)
+    if batch_norm is None:
+        return layer(inputs, training=training)
+    outputs, mean, variance = batch_norm(inputs, layer.gamma, layer.beta, layer.epsilon)
     momentum = layer.momentum
     layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
     layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))

@@ -20,22 +20,18 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from asc_keras.layers.padding import same_padding
+
 # Batch chunk of the kernel gradients: 8 clips of the widest sm2 layer (64 x 16 x 48 floats)
 # take 1.5 MB.
 KERNEL_GRADIENT_CHUNK = 8
 
 
-def _same_padding(size, stride, kernel):
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return out, (total // 2, total - total // 2)
-
-
 def _taps(x, kernel_shape, strides):
     """Pads x as "same" and yields (row, column, shifted strided view) per kernel tap."""
     kh, kw = kernel_shape
-    oh, pad_h = _same_padding(x.shape[1], strides[0], kh)
-    ow, pad_w = _same_padding(x.shape[2], strides[1], kw)
+    oh, pad_h = same_padding(x.shape[1], strides[0], kh)
+    ow, pad_w = same_padding(x.shape[2], strides[1], kw)
     padded = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
     sh, sw = strides
     for i in range(kh):
