@@ -8,7 +8,8 @@ Each backend runs in its own process (the backend is fixed at the first `import 
 PyTorch references are tools/torch_reference.py (same layers, parameters and MACs), eager and
 under `torch.compile` (its default mode). A sample is
 one 256 x 64 log-mel clip through a full training step: forward, loss, backward, optimiser.
-Warm-up steps are excluded; the figure is the median of the timed repetitions.
+Warm-up steps are excluded; the figure is the median of the timed repetitions, and "reps"
+their range (slowest and fastest, in % of the median).
 `--deterministic` also times every Keras backend with training.deterministic's kernels
 (asc_keras.training.enable_determinism) and prints what they cost.
 """
@@ -80,7 +81,13 @@ def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto", det
         for _ in range(WORKER_STEPS):
             step()
         rates.append(WORKER_STEPS * batch / (time.perf_counter() - start))
-    return float(np.median(rates))
+    return [float(np.median(rates)), min(rates), max(rates)]
+
+
+def spread(rates):
+    """(median, "-a/+b %"): the repetitions' range around their median."""
+    median, slowest, fastest = rates
+    return median, f"-{100 * (1 - slowest / median):.0f}/+{100 * (fastest / median - 1):.0f} %"
 
 
 def thread_environment(kind, threads):
@@ -115,7 +122,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.worker:
         kind, _, mode = args.worker.partition(":")
-        rate = worker(
+        rates = worker(
             kind,
             args.variant,
             args.batch,
@@ -125,12 +132,12 @@ def main(argv=None):
             args.jit,
             deterministic=mode == "deterministic",
         )
-        print(json.dumps(rate))
+        print(json.dumps(rates))
         return 0
 
     from asc_keras.utils import format_table
 
-    results = {}
+    results, spreads = {}, {}
     kinds = list(REFERENCES)
     for backend in args.backends:
         kinds += [backend, f"{backend}:deterministic"] if args.deterministic else [backend]
@@ -161,7 +168,7 @@ def main(argv=None):
         )
         if done.returncode != 0:
             raise RuntimeError(f"{kind} benchmark failed:\n{done.stderr[-2000:]}")
-        results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+        results[kind], spreads[kind] = spread(json.loads(done.stdout.strip().splitlines()[-1]))
     eager, compiled = results["torch-reference"], results["torch-compile"]
     rows = []
     for kind, rate in results.items():
@@ -172,6 +179,7 @@ def main(argv=None):
             [
                 f"{name}{', deterministic' if mode else ''}",
                 f"{rate:.0f}",
+                spreads[kind],
                 f"{rate / eager:.2f}x",
                 f"{rate / compiled:.2f}x",
                 cost,
@@ -179,7 +187,14 @@ def main(argv=None):
         )
     print(
         format_table(
-            ["backend", "samples/s", "vs PyTorch", "vs torch.compile", "determinism costs"],
+            [
+                "backend",
+                "samples/s",
+                "reps",
+                "vs PyTorch",
+                "vs torch.compile",
+                "determinism costs",
+            ],
             rows,
             title=f"training step, {args.variant} ({args.norm} norm, jit_compile {args.jit}), "
             f"batch {args.batch}, {args.threads} threads",
