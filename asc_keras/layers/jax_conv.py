@@ -99,19 +99,26 @@ def _depthwise_forward(x, kernel, strides):
     return _depthwise(x, kernel, strides), (x, kernel)
 
 
+def _gradients(function, chunk_kernel_gradient, strides, x, kernel, g, input_gradient=None):
+    """(input gradient, kernel gradient) of function(x, kernel, strides) for the cotangent g:
+    the input gradient by autodiff unless given, the kernel gradient over batch chunks."""
+    if input_gradient is None:
+        _, input_vjp = jax.vjp(lambda inputs: function(inputs, kernel, strides), x)
+        (input_gradient,) = input_vjp(g)
+    kernel_gradient = _sum_over_batch_chunks(
+        lambda xc, gc: chunk_kernel_gradient(xc, gc, kernel.shape[:2], strides), x, g
+    )
+    return input_gradient, kernel_gradient.reshape(kernel.shape).astype(kernel.dtype)
+
+
 def _depthwise_backward(strides, residuals, g):
     x, kernel = residuals
+    input_gradient = None
     if strides == (1, 1) and kernel.shape[0] % 2 and kernel.shape[1] % 2:
         # Symmetric padding: the input gradient is the same convolution of g with the kernel
         # turned by 180 degrees.
         input_gradient = _depthwise(g, kernel[::-1, ::-1], strides)
-    else:
-        _, input_vjp = jax.vjp(lambda inputs: _depthwise(inputs, kernel, strides), x)
-        (input_gradient,) = input_vjp(g)
-    kernel_gradient = _sum_over_batch_chunks(
-        lambda xc, gc: _depthwise_kernel_gradient(xc, gc, kernel.shape[:2], strides), x, g
-    )
-    return input_gradient, kernel_gradient.reshape(kernel.shape).astype(kernel.dtype)
+    return _gradients(_depthwise, _depthwise_kernel_gradient, strides, x, kernel, g, input_gradient)
 
 
 depthwise_conv2d.defvjp(_depthwise_forward, _depthwise_backward)
@@ -135,13 +142,7 @@ def _conv_forward(x, kernel, strides):
 
 
 def _conv_backward(strides, residuals, g):
-    x, kernel = residuals
-    _, input_vjp = jax.vjp(lambda inputs: _convolution(inputs, kernel, strides), x)
-    (input_gradient,) = input_vjp(g)
-    kernel_gradient = _sum_over_batch_chunks(
-        lambda xc, gc: _conv_kernel_gradient(xc, gc, kernel.shape[:2], strides), x, g
-    )
-    return input_gradient, kernel_gradient.reshape(kernel.shape).astype(kernel.dtype)
+    return _gradients(_convolution, _conv_kernel_gradient, strides, *residuals, g)
 
 
 conv2d.defvjp(_conv_forward, _conv_backward)
