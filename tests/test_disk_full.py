@@ -42,14 +42,19 @@ def small_disk(tmp_path):
 
 
 def fill(folder):
-    """Takes every free byte of `folder`'s file system; returns the filler file."""
+    """Takes every free byte of `folder`'s file system; returns the filler file. In pieces: a
+    tmpfs gives back the whole of a request it cannot meet, and the run under test writes
+    while the disk fills."""
     filler = folder / "filler"
-    stats = os.statvfs(folder)
     with open(filler, "wb") as f:
-        try:
-            os.posix_fallocate(f.fileno(), 0, stats.f_bavail * stats.f_frsize)
-        except OSError:
-            pass  # what fitted stays allocated
+        end = 0
+        for piece in (1 << 20, 1 << 16, 1 << 12):
+            while True:
+                try:
+                    os.posix_fallocate(f.fileno(), end, piece)
+                except OSError:
+                    break
+                end += piece
     return filler
 
 
