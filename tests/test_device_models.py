@@ -47,14 +47,22 @@ def test_the_system_classifies_each_listed_device_with_its_own_model(tiny_recipe
 def test_predict_on_a_run_folder_serves_each_device_from_its_model(
     tiny_recipe, synthetic_root, tmp_path, capsys
 ):
-    from asc_keras.commands import predict
-
-    run, out = tiny_recipe["whole"], tmp_path / "scenes.csv"
-    listing = synthetic_root / "evaluation_setup" / "fold1_evaluate.csv"
-    assert predict.main([str(run), str(listing), "-o", str(out)]) == 0  # in-process: faster
+    run = tiny_recipe["whole"]
+    predicted = predicted_accuracies(run, synthetic_root, tmp_path / "scenes.csv")
     printed = capsys.readouterr().out
     assert f"device b: 10 clips, its device model {run}/device-models/b/quantized/" in printed
     assert f"device s4: 10 clips, the general model {run}/quantized/model_int8.tflite" in printed
+    system = _summary(run)["device_models"]["accuracy"]["with device models, int8"]
+    assert_within_one_clip(predicted, system["devices"])
+
+
+def predicted_accuracies(run, synthetic_root, out):
+    """Accuracy per device of `tools/predict.py RUN_FOLDER` (in-process: faster) on the
+    synthetic evaluate split: the package's front end and models."""
+    from asc_keras.commands import predict
+
+    listing = synthetic_root / "evaluation_setup" / "fold1_evaluate.csv"
+    assert predict.main([str(run), str(listing), "-o", str(out)]) == 0
     with open(listing) as f:
         truth = {r["filename"]: r["scene_label"] for r in csv.DictReader(f, delimiter="\t")}
     with open(out) as f:
@@ -63,8 +71,16 @@ def test_predict_on_a_run_folder_serves_each_device_from_its_model(
     for row in rows:
         device = row["filename"].rsplit("-", 1)[1].removesuffix(".wav")
         per_device.setdefault(device, []).append(truth[row["filename"]] == row["scene_label"])
-    system = _summary(run)["device_models"]["accuracy"]["with device models, int8"]
-    assert {d: float(np.mean(c)) for d, c in per_device.items()} == pytest.approx(system["devices"])
+    return {d: float(np.mean(c)) for d, c in per_device.items()}
+
+
+def assert_within_one_clip(predicted, reported, clips=10):
+    """The run's report computes its log-mel with TensorFlow, a run folder with the package's
+    TFLite front end: they agree to about 1e-6, which can move a clip whose two best int8
+    classes are one output step apart (docs/dcase2025.md). Per device, at most one clip."""
+    assert set(predicted) == set(reported)
+    for device, accuracy in predicted.items():
+        assert abs(accuracy - reported[device]) <= 1 / clips + 1e-9, (device, predicted, reported)
 
 
 @pytest.mark.slow
@@ -152,7 +168,8 @@ def test_the_package_installs_alone_and_classifies_as_predict_does(
     assert package.main([str(a) for a in arguments]) == 0  # the tool, in-process
     printed = capsys.readouterr().out
     assert f"system 2: 90 evaluation clips classified, wrote {out}/{name}_2.output.csv" in printed
-    check_meta_file(out / f"{name}_2.meta.yaml", run, printed)
+    predicted = predicted_accuracies(run, synthetic_root, tmp_path / "scenes.csv")
+    check_meta_file(out / f"{name}_2.meta.yaml", run, printed, predicted)
     project = out / name
     dependencies = re.search(r"dependencies = (\[.*\])", (project / "pyproject.toml").read_text())
     assert [re.split("[<>=]", d)[0] for d in json.loads(dependencies.group(1))] == [
@@ -215,7 +232,7 @@ META_FIELDS = {
 }  # fmt: skip
 
 
-def check_meta_file(path, run, printed):
+def check_meta_file(path, run, printed, predicted):
     import yaml
 
     meta = yaml.safe_load(path.read_text())
@@ -237,12 +254,13 @@ def check_meta_file(path, run, printed):
             "param_bytes"
         ]
     )
-    # The development results are the system's int8 ones, which the run reported per device.
+    # The development results: the evaluate split through the packaged models, as
+    # tools/predict.py classifies it from the run folder; the run's own report within a clip.
     results = meta["results"]["development_dataset"]
+    device_wise = {d: r["accuracy"] / 100 for d, r in results["device_wise"].items()}
+    assert device_wise == pytest.approx(predicted, abs=0.00006)
     system = _summary(run)["device_models"]["accuracy"]["with device models, int8"]
-    assert {d: r["accuracy"] for d, r in results["device_wise"].items()} == pytest.approx(
-        {d: 100 * a for d, a in system["devices"].items()}, abs=0.006
-    )
+    assert_within_one_clip(device_wise, system["devices"])
     class_wise = [r["accuracy"] for r in results["class_wise"].values()]
     assert len(class_wise) == 10
     assert results["overall"]["accuracy"] == pytest.approx(np.mean(class_wise), abs=0.006)
