@@ -31,11 +31,40 @@ REFERENCES = {
 }
 
 
-def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto", deterministic=False):
+def training_batch(batch):
+    """A fixed random batch of log-mel clips (channels last) and labels."""
     import numpy as np
 
     x = np.random.default_rng(0).normal(size=(batch, 256, 64, 1)).astype(np.float32)
-    y = np.arange(batch) % 10
+    return x, np.arange(batch) % 10
+
+
+def keras_step(variant, batch, norm="residual", jit="auto"):
+    """A function that runs one Keras training step of DS-FlexiNet on a fixed batch."""
+    import keras
+
+    from asc_keras import ds_flexinet
+
+    x, y = training_batch(batch)
+    model = ds_flexinet(variant, norm=norm)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile={"auto": "auto", "on": True, "off": False}[jit],
+    )
+    return lambda: model.train_on_batch(x, y)
+
+
+def seconds_per_step(step, steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto", deterministic=False):
+    import numpy as np
+
     if kind in REFERENCES:
         import torch
 
@@ -47,6 +76,7 @@ def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto", det
         if kind == "torch-compile":
             model = torch.compile(model)
         optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+        x, y = training_batch(batch)
         inputs = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
         labels = torch.from_numpy(y)
 
@@ -56,31 +86,14 @@ def worker(kind, variant, batch, threads, reps, norm="residual", jit="auto", det
             loss.backward()
             optimizer.step()
     else:
-        import keras
-
-        from asc_keras import ds_flexinet
         from asc_keras.training import enable_determinism
 
         if deterministic:
             enable_determinism()
-        model = ds_flexinet(variant, norm=norm)
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-3),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile={"auto": "auto", "on": True, "off": False}[jit],
-        )
+        step = keras_step(variant, batch, norm, jit)
 
-        def step():
-            model.train_on_batch(x, y)
-
-    for _ in range(3):
-        step()
-    rates = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        for _ in range(WORKER_STEPS):
-            step()
-        rates.append(WORKER_STEPS * batch / (time.perf_counter() - start))
+    seconds_per_step(step, 3)  # warm-up
+    rates = [batch / seconds_per_step(step, WORKER_STEPS) for _ in range(reps)]
     return [float(np.median(rates)), min(rates), max(rates)]
 
 

@@ -20,8 +20,9 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from bench_train import keras_step, seconds_per_step, thread_environment  # this folder
 
 os.environ["ASC_KERAS_TOOL"] = "1"  # asc_keras then quiets TensorFlow's native logs
 
@@ -91,9 +92,6 @@ def main(argv=None):
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.worker:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from bench_train import thread_environment
-
         with tempfile.TemporaryDirectory() as logdir:
             env = thread_environment(args.backend, 2)
             if args.backend == "jax":
@@ -104,52 +102,33 @@ def main(argv=None):
             return subprocess.run(command, env=env).returncode
 
     import keras
-    import numpy as np
 
-    from asc_keras import ds_flexinet
     from asc_keras.layers import fast_paths
 
     backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        torch.set_num_threads(2)
-    x = np.random.default_rng(0).normal(size=(args.batch, 256, 64, 1)).astype(np.float32)
-    y = np.arange(args.batch) % 10
     with fast_paths.disabled() if args.reference else contextlib.nullcontext():
-        model = ds_flexinet(args.variant, norm=args.norm)
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-3),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        for _ in range(3):
-            model.train_on_batch(x, y)
-        start = time.perf_counter()
-        for _ in range(3):
-            model.train_on_batch(x, y)
-        step_ms = (time.perf_counter() - start) / 3 * 1e3
+        step = keras_step(args.variant, args.batch, args.norm)
+        seconds_per_step(step, 3)  # warm-up
+        step_ms = seconds_per_step(step, 3) * 1e3
         logdir = args.worker
         if backend == "tensorflow":
             import tensorflow as tf
 
             tf.profiler.experimental.start(logdir)
-            for _ in range(args.steps):
-                model.train_on_batch(x, y)
+            seconds_per_step(step, args.steps)
             tf.profiler.experimental.stop()
             times = tensorflow_times(logdir)
         elif backend == "jax":
             import jax
 
             with jax.profiler.trace(logdir, create_perfetto_trace=True):
-                for _ in range(args.steps):
-                    model.train_on_batch(x, y)
+                seconds_per_step(step, args.steps)
             times = jax_times(logdir)
         else:
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CPU]) as profiler:
-                for _ in range(args.steps):
-                    model.train_on_batch(x, y)
+                seconds_per_step(step, args.steps)
             times = collections.Counter(
                 {e.key: e.self_cpu_time_total / 1e3 for e in profiler.key_averages()}
             )

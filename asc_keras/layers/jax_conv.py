@@ -10,9 +10,12 @@ Pointwise (1x1): as a matrix product of the (positions, channels) matrix, whose 
 gradient XLA computes without the transposed copy of the activations that its convolution
 gradient makes.
 
+Dense (the stem's 3x3): XLA's forward pass and input gradient, the kernel gradient as an
+im2col matrix product over batch chunks (XLA's own first copies the activations transposed).
+
 Same arguments, padding ("same", as Keras and TensorFlow define it) and results as
 `keras.ops.depthwise_conv` / `keras.ops.conv` with channels-last inputs. Imported only under
-the JAX backend (see `asc_keras.layers.ds_flexi_block.apply_conv`).
+the JAX backend (see `asc_keras.layers.fast_paths.backend_convolution`).
 """
 
 import functools
