@@ -222,9 +222,25 @@ def folded_param_count(complexity):
 
 # Ops whose constant operands are parameters: weights and biases of the multiply-accumulate
 # ops, MUL factors (ResidualNorm lambda, BatchNorm scales) and per-channel ADD offsets
-# (BatchNorms that follow no convolution). A scalar ADD constant is ResidualNorm's epsilon,
-# a fixed number rather than a parameter.
+# (BatchNorms that follow no convolution). Fixed numbers rather than parameters: a scalar ADD
+# constant (ResidualNorm's epsilon, or lambda, which its MUL counts) and the scalar MUL
+# constant that turns ResidualNorm's sum of squares (a BATCH_MATMUL) into the variance.
 _PARAMETER_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MUL", "ADD")
+
+
+def _op_code(model, op):
+    code = model.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def _sum_of_squares(model, made_by, index):
+    """Whether tensor `index` is a BATCH_MATMUL's result (through RESHAPEs)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    op = made_by.get(index)
+    while op is not None and _op_code(model, op) == schema.BuiltinOperator.RESHAPE:
+        op = made_by.get(op.inputs[0])
+    return op is not None and _op_code(model, op) == schema.BuiltinOperator.BATCH_MATMUL
 
 
 def count_tflite(model_bytes):
@@ -245,9 +261,9 @@ def count_tflite(model_bytes):
     params = param_bytes = 0
     seen = set()
     for graph in model.subgraphs:
+        made_by = {out: op for op in graph.operators for out in op.outputs}
         for op in graph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            name = names.get(_op_code(model, op))
             if name not in _PARAMETER_OPS:
                 continue
             for index in op.inputs:
@@ -256,7 +272,9 @@ def count_tflite(model_bytes):
                     continue
                 seen.add(index)
                 count = int(math.prod(tensor.shape)) if tensor.shape is not None else 1
-                if name == "ADD" and count == 1:
+                if count == 1 and (
+                    name == "ADD" or any(_sum_of_squares(model, made_by, i) for i in op.inputs)
+                ):
                     continue
                 params += count
                 param_bytes += count * sizes.get(tensor.type, 4)

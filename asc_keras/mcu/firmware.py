@@ -56,6 +56,10 @@ class FirmwareError(UserError, RuntimeError):
     """The build or the emulated run failed; the message carries the tool's output."""
 
 
+# Ops whose resolver method is not the capitalised parts of their name.
+RESOLVER_NAMES = {"BATCH_MATMUL": "BatchMatMul"}
+
+
 def resolver_calls(model_bytes):
     """The `MicroMutableOpResolver` method of every builtin op the model uses, e.g. AddConv2D."""
     from tensorflow.lite.python import schema_py_generated as schema
@@ -67,7 +71,7 @@ def resolver_calls(model_bytes):
         number = max(code.builtinCode, code.deprecatedBuiltinCode)
         if number == schema.BuiltinOperator.CUSTOM:
             raise FirmwareError(f"custom op {code.customCode!r} has no TFLite Micro kernel here")
-        name = "".join(
+        name = RESOLVER_NAMES.get(names[number]) or "".join(
             part if part[0].isdigit() else part.capitalize() for part in names[number].split("_")
         )
         calls.append(f"Add{name}")

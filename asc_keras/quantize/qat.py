@@ -11,7 +11,6 @@ import contextlib
 import json
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
@@ -121,16 +120,15 @@ class QuantizeScheme(Default8BitQuantizeScheme):
 
 # ResidualNorm's inner tensors whose calibrated range leaves outliers out (see `calibrate`);
 # QAT keeps those ranges.
-OUTLIER_RANGES = ("squared", "rsqrt")
-RANGE_PERCENTILE = 99.99
+OUTLIER_RANGES = ("rsqrt",)
 
 
 class QatResidualNorm(TwinResidualNorm):
     """TwinResidualNorm with a fake quantizer (per tensor, affine) on each inner tensor.
 
-    The int8 TFLite model stores x - mean and its square, the reciprocal square root of the
-    variance and the two products each in int8 with a range of its own (and the mean and the
-    variance too where they are not average pools).
+    The int8 TFLite model stores -mean, x - mean, the sum of its squares, the variance, its
+    reciprocal square root r, r + lambda, lambda * mean and (x - mean) * (r + lambda) each in
+    int8 with a range of its own (and the mean too where it is not an average pool).
     With a quantizer on each, QAT trains against the rounding the int8 model will do, and the
     converter takes these calibrated ranges instead of estimating them afresh.
     """
@@ -274,23 +272,16 @@ def batch_norm_layers(qat_model):
 
 
 @contextlib.contextmanager
-def _observing_activations(percentile_ranges=()):
+def _observing_activations():
     """Activation quantizers observe instead of quantising: each min / max variable takes the
-    running minimum / maximum (0 included, as TFLite requires) of the tensors it sees; the
-    max variables in `percentile_ranges` take the largest RANGE_PERCENTILE-th percentile
-    of a batch instead."""
+    running minimum / maximum (0 included, as TFLite requires) of the tensors it sees."""
     seen = set()
-    by_percentile = {variable.ref() for variable in percentile_ranges}
 
     def observe(inputs, min_var, max_var, per_channel=False, symmetric=False, **kwargs):
         if per_channel or symmetric:
             raise NotImplementedError("calibration observes per-tensor affine activations only")
         low = tf.minimum(tf.reduce_min(inputs), 0.0)
-        if max_var.ref() in by_percentile:
-            top = np.percentile(np.asarray(inputs), RANGE_PERCENTILE)
-            high = tf.maximum(tf.constant(top, inputs.dtype), 0.0)
-        else:
-            high = tf.maximum(tf.reduce_max(inputs), 0.0)
+        high = tf.maximum(tf.reduce_max(inputs), 0.0)
         if min_var.ref() not in seen:  # first batch: replace tfmot's initial [-6, 6]
             seen.add(min_var.ref())
             min_var.assign(tf.reshape(low, min_var.shape))
@@ -313,24 +304,19 @@ def calibrate(qat_model, batches, outlier_ranges=OUTLIER_RANGES):
     mostly that guess. This is the min / max observer pass of PyTorch's and the TFLite
     converter's calibration.
 
-    Two ResidualNorm tensors (OUTLIER_RANGES, `outlier_ranges`) leave outliers out: the
-    squares of x - mean take the 99.99th percentile (a few large squares would spread the
-    range far beyond the bulk), and the reciprocal square root takes the maximum, but no more
-    than the smallest non-zero int8 variance gives (1 / sqrt(half a variance step +
-    epsilon)): a channel that a ReLU zeroed in one clip has rsqrt = 1 / sqrt(epsilon), which
-    would set a scale far too coarse for every other value, while a variance below half a
-    step is 0 in int8 whatever its rsqrt.
+    ResidualNorm's reciprocal square root (OUTLIER_RANGES, `outlier_ranges`) leaves outliers
+    out: it takes the maximum, but no more than the smallest non-zero int8 variance gives
+    (1 / sqrt(half a variance step + epsilon)): a channel that a ReLU zeroed in one clip has
+    rsqrt = 1 / sqrt(epsilon), which would set a scale far too coarse for every other value,
+    while a variance below half a step is 0 in int8 whatever its rsqrt.
     """
     layers = list(batch_norm_layers(qat_model))
     trainable = [layer.trainable for layer in layers]
     norms = list(_residual_norms(qat_model))
-    percentile_ranges = [
-        norm.inner_ranges["squared"]["max_var"] for norm in norms if "squared" in outlier_ranges
-    ]
     for layer in layers:
         layer.trainable = False  # tf_keras: a non-trainable BatchNorm runs in inference mode
     try:
-        with _observing_activations(percentile_ranges):
+        with _observing_activations():
             for features in batches:
                 qat_model(features, training=True)
     finally:

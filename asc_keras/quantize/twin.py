@@ -3,8 +3,9 @@
 tfmot's quantization-aware training accepts only tf_keras models. The twin rebuilds a
 DS-FlexiNet layer by layer: each `DSFlexiBlock` is unrolled into its convolutions, BN, ReLU,
 pooling and an `Add`, and `ResidualNorm` becomes `TwinResidualNorm` (the same formula in plain
-TensorFlow ops: AVERAGE_POOL_2D (or MEAN) for the mean, SUB, MUL, MEAN for the variance,
-RSQRT, ADD, all of which TFLite Micro runs in int8). Only this
+TensorFlow ops: AVERAGE_POOL_2D (or MEAN) for the mean, ADD, MUL and MEAN for the variance,
+RSQRT, RESIZE_NEAREST_NEIGHBOR, MUL and ADD for the output, all of which TFLite Micro runs in
+int8). Only this
 package imports tf_keras.
 """
 
@@ -28,6 +29,34 @@ def mean_over(tensor, axes, name):
     return tf.nn.avg_pool2d(tensor, window, window, "VALID", name=name)
 
 
+def spread(vector, like):
+    """A per-channel `vector` (batch, 1, 1, channels) as a map of `like`'s shape: a
+    nearest-neighbour resize, which an int8 model runs as copies of the vector. Any other
+    shape is left to the op's own broadcasting."""
+    if tuple(vector.shape[1:3]) != (1, 1) or None in like.shape[1:3]:
+        return vector
+    return tf.image.resize(vector, like.shape[1:3], method="nearest", name="spread")
+
+
+def sum_of_squares(tensor, axes):
+    """The sum of the squares of `tensor` over `axes`, dimensions kept, as one int8 matrix
+    product per sample and statistic (BATCH_MATMUL of the values with themselves, after a
+    TRANSPOSE that puts the summed axes last): its int32 sums are exact, and only the result
+    is rounded to a range of its own, where squares rounded to int8 and then averaged
+    (MUL, MEAN) lose the small values, and a Cortex-M runs both in CMSIS-NN."""
+    _, height, width, channels = tensor.shape
+    if tuple(axes) == (1, 2):
+        rows, length = channels, height * width
+        tensor = tf.transpose(tensor, (0, 3, 1, 2), name="rows_of_squares")
+        kept = (1, 1, channels)
+    else:
+        rows, length = height, width * channels
+        kept = (height, 1, 1)
+    rows = tf.reshape(tensor, (-1, rows, 1, length))
+    sums = tf.matmul(rows, rows, transpose_b=True, name="sum_of_squares")
+    return tf.reshape(sums, (-1, *kept))
+
+
 class TwinResidualNorm(tf_keras.layers.Layer):
     """tf_keras ResidualNorm: lambda * x + (x - mean) * rsqrt(var + epsilon)."""
 
@@ -47,11 +76,20 @@ class TwinResidualNorm(tf_keras.layers.Layer):
 
     @property
     def inner_tensors(self):
-        names = ("mean", "centered", "squared", "variance", "rsqrt", "normalized", "scaled")
+        names = ("mean", "negated_mean", "centered", "sum_of_squares", "variance", "rsqrt")
+        names += ("gain",)
+        names += ("shift", "normalized")
         pooled = REDUCTION_AXES[self.axis] == (1, 2)
         return tuple(name for name in names if not (pooled and name in self.POOLED))
 
     def call(self, inputs, training=None):
+        """lambda * x + (x - mean) * r as (x - mean) * (r + lambda) + lambda * mean, with
+        r = rsqrt(var + epsilon): every op on the whole map then takes two maps of its shape
+        (ADD, MUL), which CMSIS-NN runs on a Cortex-M, where a per-channel operand
+        broadcast over the map, or any SUB, takes TFLite Micro's reference kernels
+        (docs/mcu.md). The per-channel vectors are spread over the map by a nearest-neighbour
+        resize, which copies them."""
+
         def inner(name, tensor):
             return self.quantize_inner(name, tensor, training)
 
@@ -61,19 +99,18 @@ class TwinResidualNorm(tf_keras.layers.Layer):
 
         axes = REDUCTION_AXES[self.axis]
         mean = average("mean", inputs)
-        centered = inner("centered", tf.subtract(inputs, mean, name="centered"))
-        # (x - mean) squared by a MUL of the int8 centred tensor, not SQUARED_DIFFERENCE:
-        # XNNPACK runs int8 SUB and MUL but not SQUARED_DIFFERENCE (docs/performance.md).
-        squared = inner("squared", tf.multiply(centered, centered, name="squared"))
-        # The variance is a MEAN, not an average pool: its int8 result has a range of its own,
-        # where an int8 average pool would round it to the squares' much coarser scale.
-        variance = inner("variance", tf.reduce_mean(squared, axes, keepdims=True, name="variance"))
+        negated_mean = inner("negated_mean", tf.subtract(0.0, mean, name="negated_mean"))
+        centered = inner("centered", tf.add(inputs, spread(negated_mean, inputs), "centered"))
+        squares = inner("sum_of_squares", sum_of_squares(centered, axes))
+        count = np.prod([inputs.shape[axis] for axis in axes])
+        variance = inner("variance", tf.multiply(squares, 1.0 / count, name="variance"))
         # (No quantizer on variance + epsilon: the converter gives that ADD the variance's range,
         # and a fake quantizer there crashes it.)
         scale = inner("rsqrt", tf.math.rsqrt(variance + self.epsilon, name="rsqrt"))
-        normalized = inner("normalized", tf.multiply(centered, scale, name="normalized"))
-        scaled = inner("scaled", tf.multiply(self.residual_lambda, inputs, name="scaled"))
-        return scaled + normalized
+        gain = inner("gain", tf.add(scale, self.residual_lambda, name="gain"))
+        shift = inner("shift", tf.multiply(mean, self.residual_lambda, name="shift"))
+        normalized = inner("normalized", tf.multiply(centered, spread(gain, inputs), "normalized"))
+        return normalized + spread(shift, inputs)
 
     def quantize_inner(self, name, tensor, training):
         """Identity here; the QAT layer fake-quantises each of `inner_tensors`."""

@@ -9,6 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
+# ResidualNorm's inner tensors the int8 model names (-mean, x - mean, the sum of its squares,
+# the variance, rsqrt + lambda, lambda * mean, (x - mean) * (rsqrt + lambda)).
+INNER_NAMES = (
+    "negated_mean",
+    "centered",
+    "sum_of_squares",
+    "variance",
+    "gain",
+    "shift",
+    "normalized",
+)
+
 
 def calibration():
     """Calibrated ranges, BatchNorm folding and the int8 scales of a small QAT model."""
@@ -71,10 +83,10 @@ def calibration():
         "outlier_ranges": list(qat.OUTLIER_RANGES),
         "epsilon": norm.epsilon,
         "inner_tensors": list(norm.inner_tensors),
-        # int8 scales of (x - mean), its square, its product with rsqrt, and lambda * x.
+        # int8 scales of the inner tensors named in the int8 model.
         "inner_scales": {
             name: next(v for k, v in scales.items() if k.endswith("quant_stem_norm/" + name))
-            for name in ("centered", "squared", "variance", "normalized", "scaled")
+            for name in INNER_NAMES
         },
         "tflite_params": count_tflite(int8)["params"],
         "ops": sorted({name for name, _, _ in op_table(int8)}),

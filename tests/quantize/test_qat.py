@@ -49,12 +49,11 @@ def test_calibration_sets_min_max_ranges_and_batchnorms_fold(checks):
     for name, scale in result["inner_scales"].items():
         low, high = ranges[name]
         assert abs(scale - (high - low) / 255) < 0.01 * scale, (name, scale, low, high)
-    # The squares take a percentile, below their maximum; the reciprocal square root the
-    # maximum, but no more than the smallest non-zero int8 variance gives. Both keep their
-    # range while QAT trains; every other range is the min / max and moves with training.
-    assert result["outlier_ranges"] == ["squared", "rsqrt"]
+    # The reciprocal square root takes the maximum, but no more than the smallest non-zero
+    # int8 variance gives, and keeps that range while QAT trains; every other range is the
+    # min / max and moves with training.
+    assert result["outlier_ranges"] == ["rsqrt"]
     min_max, trained = result["min_max_ranges"], result["trained_ranges"]
-    assert ranges["squared"][0] == 0 and 0 < ranges["squared"][1] < min_max["squared"][1]
     variance_step = (ranges["variance"][1] - ranges["variance"][0]) / 255
     cap = 1 / (variance_step / 2 + result["epsilon"]) ** 0.5
     assert ranges["rsqrt"][0] == min_max["rsqrt"][0]
