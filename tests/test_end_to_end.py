@@ -28,6 +28,12 @@ def test_the_int8_model_is_residual_norm_in_int8_ops_and_matches_its_twin(tiny_r
     ops = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RSQRT", "MUL", "BATCH_MATMUL"}
     assert ops <= set(quantized["int8_ops"])
     assert quantized["twin_max_difference"] < 1e-4
+    # The float TFLite model computes ResidualNorm as the formula reads (XNNPACK runs it).
+    from asc_keras.quantize.convert import op_table
+
+    float_model = (tiny_recipe["whole"] / "quantized/model_float.tflite").read_bytes()
+    float_ops = {op for op, _, _ in op_table(float_model)}
+    assert "MEAN" in float_ops and not {"BATCH_MATMUL", "RESIZE_NEAREST_NEIGHBOR"} & float_ops
 
 
 @pytest.mark.slow

@@ -112,7 +112,7 @@ def build_models(variant, norm, run):
     representative = [rng.normal(-5, 2, (16, *model.input_shape[1:])).astype(np.float32)]
     int8 = convert(twin, representative)
     check_int8(int8, f"{variant} int8 model")
-    return model, convert(twin, int8=False), int8
+    return model, convert(build_twin(model, int8_ops=False), int8=False), int8
 
 
 def main(argv=None):

@@ -39,9 +39,10 @@ def models(variant, norm, inputs):
     from check_int8_variants import build_variant  # tools/ is on the path
 
     from asc_keras.quantize.convert import convert
+    from asc_keras.quantize.twin import build_twin
 
-    _, twin, int8 = build_variant(variant, norm, inputs)
-    return {"int8": int8, "float": convert(twin, int8=False)}
+    model, _, int8 = build_variant(variant, norm, inputs)
+    return {"int8": int8, "float": convert(build_twin(model, int8_ops=False), int8=False)}
 
 
 def main(argv=None):

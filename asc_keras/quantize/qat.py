@@ -191,7 +191,7 @@ def make_qat_model(twin):
             and layer.name not in after_convolution
         )
         if isinstance(layer, TwinResidualNorm):
-            layer = QatResidualNorm.from_config(layer.get_config())
+            layer = QatResidualNorm.from_config({**layer.get_config(), "int8_ops": True})
             return quantize_keras.quantize_annotate_layer(layer, OutputQuantizeConfig())
         if standalone_bn:
             return quantize_keras.quantize_annotate_layer(layer, OutputQuantizeConfig())

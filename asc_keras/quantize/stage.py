@@ -109,7 +109,10 @@ def quantize_run(run_dir, verbose=2, student_stage="student", device=None, disti
     ]
     # Written as soon as made: a resumed QAT stage does not convert them again.
     models = {
-        "float": _converted(out / "model_float.tflite", lambda: convert(twin, int8=False)),
+        "float": _converted(
+            out / "model_float.tflite",
+            lambda: convert(build_twin(student, int8_ops=False), int8=False),
+        ),
         "ptq_int8": _converted(
             out / "model_ptq_int8.tflite", lambda: convert(twin, representative)
         ),

@@ -58,11 +58,18 @@ def sum_of_squares(tensor, axes):
 
 
 class TwinResidualNorm(tf_keras.layers.Layer):
-    """tf_keras ResidualNorm: lambda * x + (x - mean) * rsqrt(var + epsilon)."""
+    """tf_keras ResidualNorm: lambda * x + (x - mean) * rsqrt(var + epsilon).
 
-    def __init__(self, axis="channel", epsilon=1e-5, per_channel_lambda=False, **kwargs):
+    `int8_ops` (the default) computes it in the ops below, which a Cortex-M runs in
+    CMSIS-NN; without it, as the formula reads (MEAN, SUB, MUL, RSQRT, ADD with broadcast
+    vectors), which LiteRT's XNNPACK delegate runs in float in one piece."""
+
+    def __init__(
+        self, axis="channel", epsilon=1e-5, per_channel_lambda=False, int8_ops=True, **kwargs
+    ):
         super().__init__(**kwargs)
         self.axis, self.epsilon, self.per_channel_lambda = axis, epsilon, per_channel_lambda
+        self.int8_ops = int8_ops
 
     def build(self, input_shape):
         shape = (input_shape[-1],) if self.per_channel_lambda else ()
@@ -98,6 +105,10 @@ class TwinResidualNorm(tf_keras.layers.Layer):
             return inner(name, reduced) if name in self.inner_tensors else reduced
 
         axes = REDUCTION_AXES[self.axis]
+        if not self.int8_ops:
+            centered = inputs - mean_over(inputs, axes, name="mean")
+            variance = tf.reduce_mean(centered * centered, axes, keepdims=True)
+            return self.residual_lambda * inputs + centered * tf.math.rsqrt(variance + self.epsilon)
         mean = average("mean", inputs)
         negated_mean = inner("negated_mean", tf.subtract(0.0, mean, name="negated_mean"))
         centered = inner("centered", tf.add(inputs, spread(negated_mean, inputs), "centered"))
@@ -122,17 +133,18 @@ class TwinResidualNorm(tf_keras.layers.Layer):
             "axis": self.axis,
             "epsilon": self.epsilon,
             "per_channel_lambda": self.per_channel_lambda,
+            "int8_ops": self.int8_ops,
         }
 
 
-def _twin_layer(layer, name):
+def _twin_layer(layer, name, int8_ops=True):
     """A tf_keras layer equal to the Keras 3 `layer` (weights copied by the caller)."""
     kind = type(layer).__name__
     config = layer.get_config()
     L = tf_keras.layers
     if kind == "ResidualNorm":
         return TwinResidualNorm(
-            config["axis"], config["epsilon"], config["per_channel_lambda"], name=name
+            config["axis"], config["epsilon"], config["per_channel_lambda"], int8_ops, name=name
         )
     if kind == "Conv2D":
         if config.get("groups", 1) != 1 or config["activation"] != "linear":
@@ -218,8 +230,9 @@ def _global_pool_as_average_pool(layer, name):
     return apply
 
 
-def build_twin(model):
-    """The tf_keras functional twin of a Keras 3 functional `model`, weights copied."""
+def build_twin(model, int8_ops=True):
+    """The tf_keras functional twin of a Keras 3 functional `model`, weights copied; with
+    `int8_ops` False its ResidualNorms take the float graph (`TwinResidualNorm`)."""
     pairs = []
 
     def make(layer, name):
@@ -227,7 +240,7 @@ def build_twin(model):
             return _dense_as_convolution(layer, name, pairs)
         if isinstance(layer, keras.layers.GlobalAveragePooling2D):
             return _global_pool_as_average_pool(layer, name)
-        twin = _twin_layer(layer, name)
+        twin = _twin_layer(layer, name, int8_ops)
         pairs.append((twin, layer))
         return twin
 

@@ -24,10 +24,11 @@ def test_twin_equals_the_keras3_model(variant, norm):
     model = ds_flexinet(variant, norm=norm)
     randomise(model)
     x = np.random.default_rng(1).normal(size=(3, 256, 64, 1)).astype(np.float32)
-    twin = build_twin(model)
-    np.testing.assert_allclose(
-        twin.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5, rtol=1e-5
-    )
+    expected = model.predict(x, verbose=0)
+    # Both graphs of ResidualNorm: the int8 model's and the float TFLite model's.
+    for int8_ops in (True, False) if norm == "residual" else (True,):
+        twin = build_twin(model, int8_ops=int8_ops)
+        np.testing.assert_allclose(twin.predict(x, verbose=0), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_twin_of_frequency_rn_per_channel_lambda_and_the_teacher():
@@ -40,12 +41,13 @@ def test_twin_of_frequency_rn_per_channel_lambda_and_the_teacher():
     outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(y))
     for model in (keras.Model(inputs, outputs), cp_resnet(width=8)):
         randomise(model)
-        np.testing.assert_allclose(
-            build_twin(model).predict(x, verbose=0),
-            model.predict(x, verbose=0),
-            atol=1e-5,
-            rtol=1e-5,
-        )
+        for int8_ops in (True, False):
+            np.testing.assert_allclose(
+                build_twin(model, int8_ops=int8_ops).predict(x, verbose=0),
+                model.predict(x, verbose=0),
+                atol=1e-5,
+                rtol=1e-5,
+            )
 
 
 def test_a_layer_without_a_twin_is_named():
