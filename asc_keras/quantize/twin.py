@@ -42,8 +42,9 @@ def sum_of_squares(tensor, axes):
     """The sum of the squares of `tensor` over `axes`, dimensions kept, as one int8 matrix
     product per sample and statistic (BATCH_MATMUL of the values with themselves, after a
     TRANSPOSE that puts the summed axes last): its int32 sums are exact, and only the result
-    is rounded to a range of its own, where squares rounded to int8 and then averaged
-    (MUL, MEAN) lose the small values, and a Cortex-M runs both in CMSIS-NN."""
+    is rounded, to a range of its own, where squares rounded to int8 and then averaged (MUL,
+    MEAN) lose the small values. CMSIS-NN runs TRANSPOSE and BATCH_MATMUL on a Cortex-M, where
+    MEAN has only TFLite Micro's reference kernel."""
     _, height, width, channels = tensor.shape
     if tuple(axes) == (1, 2):
         rows, length = channels, height * width
@@ -79,15 +80,23 @@ class TwinResidualNorm(tf_keras.layers.Layer):
     # range of its own; each is also the name of the op that computes it. The mean over
     # (frequency, time) is an average pool, which keeps its input's scale: no range of its
     # own.
+    INNER = (
+        "mean",
+        "negated_mean",
+        "centered",
+        "sum_of_squares",
+        "variance",
+        "rsqrt",
+        "gain",
+        "shift",
+        "normalized",
+    )
     POOLED = ("mean",)
 
     @property
     def inner_tensors(self):
-        names = ("mean", "negated_mean", "centered", "sum_of_squares", "variance", "rsqrt")
-        names += ("gain",)
-        names += ("shift", "normalized")
         pooled = REDUCTION_AXES[self.axis] == (1, 2)
-        return tuple(name for name in names if not (pooled and name in self.POOLED))
+        return tuple(name for name in self.INNER if not (pooled and name in self.POOLED))
 
     def call(self, inputs, training=None):
         """lambda * x + (x - mean) * r as (x - mean) * (r + lambda) + lambda * mean, with
@@ -108,7 +117,8 @@ class TwinResidualNorm(tf_keras.layers.Layer):
         if not self.int8_ops:
             centered = inputs - mean_over(inputs, axes, name="mean")
             variance = tf.reduce_mean(centered * centered, axes, keepdims=True)
-            return self.residual_lambda * inputs + centered * tf.math.rsqrt(variance + self.epsilon)
+            normalized = centered * tf.math.rsqrt(variance + self.epsilon)
+            return self.residual_lambda * inputs + normalized
         mean = average("mean", inputs)
         negated_mean = inner("negated_mean", tf.subtract(0.0, mean, name="negated_mean"))
         centered = inner("centered", tf.add(inputs, spread(negated_mean, inputs), "centered"))
