@@ -120,7 +120,7 @@ class QuantizeScheme(Default8BitQuantizeScheme):
 
 # ResidualNorm's inner tensors whose calibrated range leaves outliers out (see `calibrate`);
 # QAT keeps those ranges.
-OUTLIER_RANGES = ("rsqrt",)
+OUTLIER_RANGES = ("rsqrt", "gain")
 
 
 class QatResidualNorm(TwinResidualNorm):
@@ -304,11 +304,12 @@ def calibrate(qat_model, batches, outlier_ranges=OUTLIER_RANGES):
     mostly that guess. This is the min / max observer pass of PyTorch's and the TFLite
     converter's calibration.
 
-    ResidualNorm's reciprocal square root (OUTLIER_RANGES, `outlier_ranges`) leaves outliers
-    out: it takes the maximum, but no more than the smallest non-zero int8 variance gives
-    (1 / sqrt(half a variance step + epsilon)): a channel that a ReLU zeroed in one clip has
-    rsqrt = 1 / sqrt(epsilon), which would set a scale far too coarse for every other value,
-    while a variance below half a step is 0 in int8 whatever its rsqrt.
+    ResidualNorm's reciprocal square root r and r + lambda (OUTLIER_RANGES, `outlier_ranges`)
+    leave outliers out: r takes the maximum, but no more than the smallest non-zero int8
+    variance gives (1 / sqrt(half a variance step + epsilon)), and r + lambda that cap plus
+    the largest lambda: a channel that a ReLU zeroed in one clip has r = 1 / sqrt(epsilon),
+    which would set a scale far too coarse for every other value, while a variance below half
+    a step is 0 in int8 whatever its r.
     """
     layers = list(batch_norm_layers(qat_model))
     trainable = [layer.trainable for layer in layers]
@@ -322,12 +323,15 @@ def calibrate(qat_model, batches, outlier_ranges=OUTLIER_RANGES):
     finally:
         for layer, was in zip(layers, trainable):
             layer.trainable = was
-    if "rsqrt" in outlier_ranges:
-        for norm in norms:
-            ranges = norm.inner_ranges
-            step = (ranges["variance"]["max_var"] - ranges["variance"]["min_var"]) / 255
-            largest = 1 / tf.sqrt(step / 2 + norm.epsilon)
-            ranges["rsqrt"]["max_var"].assign(tf.minimum(ranges["rsqrt"]["max_var"], largest))
+    for norm in norms:
+        ranges = norm.inner_ranges
+        step = (ranges["variance"]["max_var"] - ranges["variance"]["min_var"]) / 255
+        largest = tf.minimum(ranges["rsqrt"]["max_var"], 1 / tf.sqrt(step / 2 + norm.epsilon))
+        if "rsqrt" in outlier_ranges:
+            ranges["rsqrt"]["max_var"].assign(largest)
+        if "gain" in outlier_ranges:
+            largest += tf.reduce_max(norm.residual_lambda)
+            ranges["gain"]["max_var"].assign(tf.minimum(ranges["gain"]["max_var"], largest))
 
 
 def _residual_norms(qat_model):

@@ -82,6 +82,7 @@ def calibration():
         "trained_ranges": ranges_of(sm2_qat),
         "outlier_ranges": list(qat.OUTLIER_RANGES),
         "epsilon": norm.epsilon,
+        "largest_lambda": float(np.max(norm.residual_lambda.numpy())),
         "inner_tensors": list(norm.inner_tensors),
         # int8 scales of the inner tensors named in the int8 model.
         "inner_scales": {

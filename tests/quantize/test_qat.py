@@ -49,15 +49,17 @@ def test_calibration_sets_min_max_ranges_and_batchnorms_fold(checks):
     for name, scale in result["inner_scales"].items():
         low, high = ranges[name]
         assert abs(scale - (high - low) / 255) < 0.01 * scale, (name, scale, low, high)
-    # The reciprocal square root takes the maximum, but no more than the smallest non-zero
-    # int8 variance gives, and keeps that range while QAT trains; every other range is the
-    # min / max and moves with training.
-    assert result["outlier_ranges"] == ["rsqrt"]
+    # The reciprocal square root r takes the maximum, but no more than the smallest non-zero
+    # int8 variance gives, r + lambda that plus lambda; both keep their ranges while QAT
+    # trains; every other range is the min / max and moves with training.
+    assert result["outlier_ranges"] == ["rsqrt", "gain"]
     min_max, trained = result["min_max_ranges"], result["trained_ranges"]
     variance_step = (ranges["variance"][1] - ranges["variance"][0]) / 255
-    cap = 1 / (variance_step / 2 + result["epsilon"]) ** 0.5
-    assert ranges["rsqrt"][0] == min_max["rsqrt"][0]
-    assert abs(ranges["rsqrt"][1] - min(cap, min_max["rsqrt"][1])) < 1e-4 * cap
+    cap = min(1 / (variance_step / 2 + result["epsilon"]) ** 0.5, min_max["rsqrt"][1])
+    assert ranges["rsqrt"][0] == min_max["rsqrt"][0] and ranges["gain"][0] == min_max["gain"][0]
+    assert abs(ranges["rsqrt"][1] - cap) < 1e-4 * cap
+    gain_cap = min(cap + result["largest_lambda"], min_max["gain"][1])
+    assert abs(ranges["gain"][1] - gain_cap) < 1e-4 * gain_cap
     for name, (low, high) in ranges.items():
         if name in result["outlier_ranges"]:
             assert trained[name] == [low, high], name
