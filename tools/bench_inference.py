@@ -104,7 +104,7 @@ def build_models(variant, norm, run):
         )
     from asc_keras import ds_flexinet
     from asc_keras.quantize.convert import check_int8, convert
-    from asc_keras.quantize.twin import build_twin
+    from asc_keras.quantize.twin import build_twin, float_tflite
 
     model = ds_flexinet(variant, norm=norm)
     twin = build_twin(model)
@@ -112,7 +112,7 @@ def build_models(variant, norm, run):
     representative = [rng.normal(-5, 2, (16, *model.input_shape[1:])).astype(np.float32)]
     int8 = convert(twin, representative)
     check_int8(int8, f"{variant} int8 model")
-    return model, convert(build_twin(model, int8_ops=False), int8=False), int8
+    return model, float_tflite(model), int8
 
 
 def main(argv=None):

@@ -38,11 +38,10 @@ def models(variant, norm, inputs):
     """The int8 (QAT path) and float TFLite models of one variant."""
     from check_int8_variants import build_variant  # tools/ is on the path
 
-    from asc_keras.quantize.convert import convert
-    from asc_keras.quantize.twin import build_twin
+    from asc_keras.quantize.twin import float_tflite
 
     model, _, int8 = build_variant(variant, norm, inputs)
-    return {"int8": int8, "float": convert(build_twin(model, int8_ops=False), int8=False)}
+    return {"int8": int8, "float": float_tflite(model)}
 
 
 def main(argv=None):

@@ -34,7 +34,7 @@ from asc_keras.quantize import qat  # noqa: E402
 from asc_keras.quantize.c_array import write_c_array  # noqa: E402
 from asc_keras.quantize.convert import check_int8, convert  # noqa: E402
 from asc_keras.quantize.micro import check_micro, cortex_m4_figures  # noqa: E402
-from asc_keras.quantize.twin import build_twin  # noqa: E402
+from asc_keras.quantize.twin import build_twin, float_tflite  # noqa: E402
 from asc_keras.run_folder import (  # noqa: E402
     RunLock,
     device_stage,
@@ -109,10 +109,7 @@ def quantize_run(run_dir, verbose=2, student_stage="student", device=None, disti
     ]
     # Written as soon as made: a resumed QAT stage does not convert them again.
     models = {
-        "float": _converted(
-            out / "model_float.tflite",
-            lambda: convert(build_twin(student, int8_ops=False), int8=False),
-        ),
+        "float": _converted(out / "model_float.tflite", lambda: float_tflite(student)),
         "ptq_int8": _converted(
             out / "model_ptq_int8.tflite", lambda: convert(twin, representative)
         ),

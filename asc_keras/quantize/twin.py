@@ -3,10 +3,10 @@
 tfmot's quantization-aware training accepts only tf_keras models. The twin rebuilds a
 DS-FlexiNet layer by layer: each `DSFlexiBlock` is unrolled into its convolutions, BN, ReLU,
 pooling and an `Add`, and `ResidualNorm` becomes `TwinResidualNorm` (the same formula in plain
-TensorFlow ops: AVERAGE_POOL_2D (or MEAN) for the mean, ADD, MUL and MEAN for the variance,
-RSQRT, RESIZE_NEAREST_NEIGHBOR, MUL and ADD for the output, all of which TFLite Micro runs in
-int8). Only this
-package imports tf_keras.
+TensorFlow ops: AVERAGE_POOL_2D (or MEAN) for the mean, ADD for x - mean, TRANSPOSE,
+BATCH_MATMUL and MUL for the variance, RSQRT, RESIZE_NEAREST_NEIGHBOR, MUL and ADD for the
+output, all of which TFLite Micro runs in int8; `float_tflite` converts the formula's own graph
+instead). Only this package imports tf_keras.
 """
 
 import keras
@@ -238,6 +238,15 @@ def _global_pool_as_average_pool(layer, name):
         return tf_keras.layers.Reshape((channels,), name=f"{name}_to_vector")(pool(x))
 
     return apply
+
+
+def float_tflite(model):
+    """The float TFLite model of the Keras 3 `model`: its twin with ResidualNorm as the formula
+    reads, which LiteRT's XNNPACK delegate runs in one piece (it runs no int8
+    RESIZE_NEAREST_NEIGHBOR or BATCH_MATMUL, and the float model needs neither)."""
+    from asc_keras.quantize.convert import convert
+
+    return convert(build_twin(model, int8_ops=False), int8=False)
 
 
 def build_twin(model, int8_ops=True):
