@@ -9,18 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-# ResidualNorm's inner tensors the int8 model names (-mean, x - mean, the sum of its squares,
-# the variance, rsqrt + lambda, lambda * mean, (x - mean) * (rsqrt + lambda)).
-INNER_NAMES = (
-    "negated_mean",
-    "centered",
-    "sum_of_squares",
-    "variance",
-    "gain",
-    "shift",
-    "normalized",
-)
-
 
 def calibration():
     """Calibrated ranges, BatchNorm folding and the int8 scales of a small QAT model."""
@@ -84,10 +72,11 @@ def calibration():
         "epsilon": norm.epsilon,
         "largest_lambda": float(np.max(norm.residual_lambda.numpy())),
         "inner_tensors": list(norm.inner_tensors),
-        # int8 scales of the inner tensors named in the int8 model.
+        # int8 scales of the inner tensors the int8 model names (all but rsqrt).
         "inner_scales": {
             name: next(v for k, v in scales.items() if k.endswith("quant_stem_norm/" + name))
-            for name in INNER_NAMES
+            for name in norm.inner_tensors
+            if name != "rsqrt"
         },
         "tflite_params": count_tflite(int8)["params"],
         "ops": sorted({name for name, _, _ in op_table(int8)}),

@@ -3,6 +3,8 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from asc_keras import ds_flexinet
+from asc_keras.compat import op_details
+from asc_keras.evaluation.tflite import interpreter
 from asc_keras.quantize.convert import NotInt8Error, check_int8, convert, op_table
 from asc_keras.quantize.twin import build_twin
 
@@ -10,9 +12,9 @@ from asc_keras.quantize.twin import build_twin
 def map_ops(model_bytes):
     """(op name, operand shapes) of every op that reads a map (rank 4, more than one position
     and more than one channel; the converter may lay a per-channel vector out as (1, C, 1, 1))."""
-    runner = Interpreter(model_content=model_bytes)
+    runner = interpreter(model_bytes)
     shapes = {t["index"]: tuple(t["shape"]) for t in runner.get_tensor_details()}
-    for op in runner._get_ops_details():
+    for op in op_details(runner):
         operands = [shapes[i] for i in op["inputs"] if i >= 0]
         if any(len(s) == 4 and s[1] * s[2] > 1 and s[3] > 1 for s in operands):
             yield op["op_name"], operands
